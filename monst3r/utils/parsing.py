@@ -1,0 +1,127 @@
+"""Safe parsing of the strings the original ``eval``s (model constructor strings in checkpoints; dataset and
+criterion expressions on the command line).
+
+Nothing here executes code: the string is parsed with :mod:`ast`, and only literal values, the names ``inf`` /
+``nan`` (and ``np.inf``, ``math.inf``, ``torch.inf``, ``float('inf')``), tuples, lists, dicts, unary +/-, and
+calls of callables from an explicit allow-list are accepted. Anything else raises :class:`SafeParseError`.
+"""
+from __future__ import annotations
+
+import ast
+import math
+import operator
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+from monst3r.errors import Monst3rInputError
+
+
+class SafeParseError(Monst3rInputError):
+    """A string that the safe parser refuses (unknown name, code, non-literal value)."""
+
+
+_CONST_NAMES = {"inf": math.inf, "nan": math.nan, "True": True, "False": False, "None": None}
+_CONST_ATTRS = {("np", "inf"), ("numpy", "inf"), ("math", "inf"), ("torch", "inf"), ("np", "nan"), ("math", "nan")}
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.MatMult: operator.matmul, ast.FloorDiv: operator.floordiv}
+
+
+class _Evaluator:
+    def __init__(self, callables: Mapping[str, Callable], allow_binops: bool):
+        self.callables = dict(callables)
+        self.allow_binops = allow_binops
+
+    def __call__(self, node: ast.AST) -> Any:
+        if isinstance(node, ast.Expression):
+            return self(node.body)
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, (str, int, float, bool, type(None))):
+                return node.value
+            raise SafeParseError(f"unsupported constant {node.value!r}")
+        if isinstance(node, ast.Name):
+            if node.id in _CONST_NAMES:
+                return _CONST_NAMES[node.id]
+            raise SafeParseError(f"name {node.id!r} is not allowed here")
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if (node.value.id, node.attr) in _CONST_ATTRS:
+                return getattr(math, node.attr)
+            raise SafeParseError(f"attribute {node.value.id}.{node.attr} is not allowed")
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            v = self(node.operand)
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                raise SafeParseError("unary +/- only applies to numbers")
+            return -v if isinstance(node.op, ast.USub) else v
+        if isinstance(node, (ast.Tuple, ast.List)):
+            vals = [self(e) for e in node.elts]
+            return tuple(vals) if isinstance(node, ast.Tuple) else vals
+        if isinstance(node, ast.Dict):
+            return {self(k): self(v) for k, v in zip(node.keys, node.values)}
+        if isinstance(node, ast.Call):
+            return self._call(node)
+        if isinstance(node, ast.BinOp) and self.allow_binops and type(node.op) in _BINOPS:
+            return _BINOPS[type(node.op)](self(node.left), self(node.right))
+        raise SafeParseError(f"unsupported expression: {ast.dump(node)[:80]}")
+
+    def _call(self, node: ast.Call) -> Any:
+        # float('inf') / float('-inf') / float('nan')
+        if isinstance(node.func, ast.Name) and node.func.id == "float" and len(node.args) == 1 and not node.keywords:
+            arg = self(node.args[0])
+            if isinstance(arg, str) and arg.strip().lower() in ("inf", "-inf", "+inf", "nan", "infinity", "-infinity"):
+                return float(arg)
+            if isinstance(arg, (int, float)):
+                return float(arg)
+            raise SafeParseError(f"float({arg!r}) is not allowed")
+        if not isinstance(node.func, ast.Name) or node.func.id not in self.callables:
+            name = node.func.id if isinstance(node.func, ast.Name) else ast.dump(node.func)[:60]
+            raise SafeParseError(f"call of {name!r} is not allowed (known: {', '.join(sorted(self.callables))})")
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+            raise SafeParseError("*args / **kwargs are not allowed")
+        args = [self(a) for a in node.args]
+        kwargs = {k.arg: self(k.value) for k in node.keywords}
+        return self.callables[node.func.id](*args, **kwargs)
+
+
+def safe_eval(expr: str, callables: Optional[Mapping[str, Callable]] = None, allow_binops: bool = False) -> Any:
+    """Evaluate ``expr`` made only of literals and calls of ``callables`` (name -> callable). No code runs."""
+    if not isinstance(expr, str):
+        raise SafeParseError(f"expected a string, got {type(expr).__name__}")
+    try:
+        tree = ast.parse(expr.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise SafeParseError(f"cannot parse {expr[:120]!r}: {exc.msg}") from None
+    return _Evaluator(callables or {}, allow_binops)(tree)
+
+
+# ---------------------------------------------------------------------------------------------- model strings
+MODEL_CLASS_NAMES = ("AsymmetricCroCo3DStereo",)
+MODEL_KWARGS = frozenset({
+    # AsymmetricCroCo3DStereo
+    "output_mode", "head_type", "depth_mode", "conf_mode", "freeze", "landscape_only", "patch_embed_cls",
+    # CroCoNet
+    "img_size", "patch_size", "mask_ratio", "enc_embed_dim", "enc_depth", "enc_num_heads", "dec_embed_dim",
+    "dec_depth", "dec_num_heads", "mlp_ratio", "norm_im2_in_dec", "pos_embed",
+})
+
+
+def parse_model_string(model_str: str) -> Tuple[str, Dict[str, Any]]:
+    """``"AsymmetricCroCo3DStereo(pos_embed='RoPE100', ...)"`` -> ``('AsymmetricCroCo3DStereo', kwargs)``.
+
+    Accepts every form of the official strings (any whitespace, ``inf``, tuples/lists); rejects positional
+    arguments, unknown keyword names and any other callable.
+    """
+    captured: Dict[str, Any] = {}
+
+    def make(name):
+        def ctor(*args, **kwargs):
+            if args:
+                raise SafeParseError(f"{name}(...) takes keyword arguments only in a model string")
+            unknown = sorted(set(kwargs) - MODEL_KWARGS)
+            if unknown:
+                raise SafeParseError(f"unknown model argument(s) {unknown} in model string")
+            captured.update(name=name, kwargs=kwargs)
+            return captured
+        return ctor
+
+    out = safe_eval(model_str, {n: make(n) for n in MODEL_CLASS_NAMES})
+    if out is not captured or "name" not in captured:
+        raise SafeParseError(f"not a model constructor string: {model_str[:120]!r}")
+    return captured["name"], captured["kwargs"]

@@ -1,0 +1,43 @@
+"""Shared pytest fixtures: location of the golden data produced by the original implementation.
+
+Golden data live in ``../shared/golden`` (relative to the repository root) unless ``MONST3R_GOLDEN`` points
+elsewhere. When the folder is absent, golden tests skip with a clear reason; when the ``CI`` environment variable
+is set, absence is a failure instead.
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def golden_root() -> Path:
+    return Path(os.environ.get("MONST3R_GOLDEN", REPO_ROOT.parent / "shared" / "golden"))
+
+
+def require_golden(*parts: str) -> Path:
+    """Return ``golden_root()/parts``; skip (or fail under CI) when it does not exist."""
+    path = golden_root().joinpath(*parts)
+    if not path.exists():
+        msg = f"golden data not found at {path} (set MONST3R_GOLDEN to the shared/golden folder)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture
+def golden():
+    """``golden('model', 'forward.npz')`` -> Path, skipping/failing when absent."""
+    return require_golden
+
+
+@pytest.fixture
+def demo_frames() -> Path:
+    path = REPO_ROOT.parent / "shared" / "demo_data" / "lady-running"
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"demo frames not found at {path}")
+        pytest.skip(f"demo frames not found at {path}")
+    return path
