@@ -228,6 +228,10 @@ class AsymmetricCroCo3DStereo(CroCoNet, PyTorchModelHubMixin, library_name="dust
 
     def forward(self, view1: Dict[str, Any], view2: Dict[str, Any]):
         (shape1, shape2), (f1, f2), (p1, p2) = self._encode_symmetrized(view1, view2)
+        return self.decode_and_predict(f1, p1, f2, p2, shape1, shape2)
+
+    def decode_and_predict(self, f1, p1, f2, p2, shape1, shape2):
+        """Decoders + heads from encoder tokens ``f* [B,N,E]``, positions ``p* [B,N,2]``, ``shape* [B,2]``."""
         dec1, dec2 = self._decoder(f1, p1, f2, p2)
         with torch.autocast(device_type=f1.device.type, enabled=False):
             res1 = self._apply_head(self.downstream_head1, [t.float() for t in dec1], shape1)

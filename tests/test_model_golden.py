@@ -292,3 +292,17 @@ def test_rope_golden(golden):
     np.testing.assert_allclose(out.numpy(), R["out_hd64"], rtol=1e-5, atol=1e-6)
     out = rope(torch.from_numpy(R["tokens_hd32"]), torch.from_numpy(R["positions_mixed"]))
     np.testing.assert_allclose(out.numpy(), R["out_hd32_mixed"], rtol=1e-5, atol=1e-6)
+
+
+def test_encoder_cache_matches_per_pair_encoding(small_dpt, golden):
+    from monst3r.image_pairs import make_pairs
+    from monst3r.inference import inference
+    from monst3r.utils.image import load_images
+
+    imgs = load_images(str(golden("model", "frames")), size=160, verbose=False)
+    pairs = make_pairs(imgs, "swin-2-noncyclic", symmetrize=True)
+    a = inference(pairs, small_dpt, "cpu", batch_size=3, verbose=False, encoder_cache=True)
+    b = inference(pairs, small_dpt, "cpu", batch_size=3, verbose=False, encoder_cache=False)
+    for side, key in (("pred1", "pts3d"), ("pred1", "conf"), ("pred2", "pts3d_in_other_view"), ("pred2", "conf")):
+        torch.testing.assert_close(a[side][key], b[side][key], rtol=1e-4, atol=1e-4)
+    assert a["view1"]["idx"] == b["view1"]["idx"] and a["view2"]["instance"] == b["view2"]["instance"]
