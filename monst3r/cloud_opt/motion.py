@@ -1,0 +1,213 @@
+"""Optical flow between image pairs, its forward-backward validity and SAM2 refinement of motion masks.
+
+The optimizer (``monst3r/cloud_opt/optimizer.py``) uses these when ``flow_loss_weight > 0``:
+
+* :func:`compute_pair_flows` -- forward/backward flow of every edge with a SEA-RAFT/RAFT network
+  (``third_party/raft``; load it with ``third_party.raft.load_flow_model``), as the original ``get_flow``.
+* :func:`flow_validity_mask` -- the original ``OccMask(th=3.0)`` forward-backward check (computed, not used by
+  any loss in the original).
+* :func:`refine_motion_masks_with_sam2` -- the original ``refine_motion_mask_w_sam2`` two-pass SAM2 procedure,
+  skipped with one warning when the optional ``sam2`` package or its checkpoint is missing.
+
+The dynamic-mask-from-ego-flow computation lives with the optimizer.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+Edge = Tuple[int, int]
+MaskList = Union[torch.Tensor, List[torch.Tensor]]
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def _as_image_tensor(imgs: Union[torch.Tensor, Sequence]) -> torch.Tensor:
+    """``imgs`` ([N, H, W, 3] tensor, or a list of [H, W, 3] arrays/tensors) -> float32 tensor [N, H, W, 3]."""
+    if isinstance(imgs, torch.Tensor):
+        return imgs.float()
+    return torch.stack([torch.as_tensor(np.asarray(im) if not isinstance(im, torch.Tensor) else im) for im in imgs]).float()
+
+
+@torch.no_grad()
+def compute_pair_flows(flow_model: nn.Module, imgs: Union[torch.Tensor, Sequence], edges: Sequence[Edge],
+                       chunk_size: int = 12, iters: int = 20
+                       ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forward and backward optical flow for every edge, as the original ``get_flow``.
+
+    Args:
+        flow_model: SEA-RAFT or RAFT (``third_party.raft``) in eval mode; it runs on its own device, which is also
+            the device of the outputs.
+        imgs: the optimizer's image store, float RGB in [0, 1], ``[N, H, W, 3]`` (or a list of ``[H, W, 3]``);
+            multiplied by 255 before the network, as in the original.
+        edges: ordered pairs ``(i, j)``; flow_ij of edge e maps pixels of image i into image j.
+        chunk_size: pairs per network call (12 in the original).
+        iters: refinement iterations (MonST3R uses 20).
+
+    Returns:
+        ``flow_ij [E, 2, H, W]``, ``flow_ji [E, 2, H, W]`` (float32 pixels, channel 0 = x, 1 = y),
+        ``valid_i [E, 1, H, W]`` bool = ``flow_validity_mask(flow_ij, flow_ji)`` and
+        ``valid_j [E, 1, H, W]`` bool = ``flow_validity_mask(flow_ji, flow_ij)``.
+    """
+    device = _model_device(flow_model)
+    images = _as_image_tensor(imgs)
+    n, h, w, _ = images.shape
+    if len(edges) == 0:
+        empty = torch.zeros(0, 2, h, w, device=device)
+        mask = torch.zeros(0, 1, h, w, dtype=torch.bool, device=device)
+        return empty, empty.clone(), mask, mask.clone()
+    ei = torch.tensor([e[0] for e in edges], dtype=torch.long)
+    ej = torch.tensor([e[1] for e in edges], dtype=torch.long)
+    if int(torch.cat([ei, ej]).min()) < 0 or int(torch.cat([ei, ej]).max()) >= n:
+        raise IndexError(f"edge index out of range for {n} images")
+    nchw = images.permute(0, 3, 1, 2)  # [N, 3, H, W]
+    flows_ij, flows_ji = [], []
+    for start in range(0, len(edges), chunk_size):
+        img_i = (nchw[ei[start:start + chunk_size]] * 255).to(device)
+        img_j = (nchw[ej[start:start + chunk_size]] * 255).to(device)
+        flows_ij.append(flow_model(img_i, img_j, iters=iters, test_mode=True)[1].float())
+        flows_ji.append(flow_model(img_j, img_i, iters=iters, test_mode=True)[1].float())
+        logger.debug("optical flow: %d/%d pairs", min(start + chunk_size, len(edges)), len(edges))
+    flow_ij = torch.cat(flows_ij)
+    flow_ji = torch.cat(flows_ji)
+    return flow_ij, flow_ji, flow_validity_mask(flow_ij, flow_ji), flow_validity_mask(flow_ji, flow_ij)
+
+
+def flow_consistency_terms(flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, consistency: str = "signed_sum"
+                           ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The two terms of the forward-backward check.
+
+    Args:
+        flow_fwd: ``[B, 2, H, W]`` flow from image 1 to image 2 (pixels, x then y).
+        flow_bwd: ``[B, 2, H, W]`` flow from image 2 to image 1.
+        consistency: ``"signed_sum"`` (the original: ``|res_x + res_y|``, opposite-sign errors cancel) or
+            ``"l2"`` (Euclidean norm of the residual vector).
+
+    Returns:
+        ``inbounds [B, 1, H, W]`` bool (target ``p + F(p)`` inside ``[0, W-1] x [0, H-1]``, inclusive) and
+        ``inconsistency [B, 1, H, W]`` float, where the residual is ``F(p) + B(p + F(p))`` with ``B`` sampled
+        bilinearly (``grid_sample``, ``align_corners=True``, zeros outside).
+    """
+    b, _, h, w = flow_fwd.shape
+    ys, xs = torch.meshgrid(torch.arange(h, device=flow_fwd.device, dtype=flow_fwd.dtype),
+                            torch.arange(w, device=flow_fwd.device, dtype=flow_fwd.dtype), indexing="ij")
+    tx = xs + flow_fwd[:, 0]  # [B, H, W]
+    ty = ys + flow_fwd[:, 1]
+    inbounds = ((tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)).unsqueeze(1)
+    grid = torch.stack([tx / ((w - 1) / 2) - 1, ty / ((h - 1) / 2) - 1], dim=-1)
+    sampled = F.grid_sample(flow_bwd, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    residual = flow_fwd + sampled  # [B, 2, H, W]
+    if consistency == "signed_sum":
+        inconsistency = residual.sum(dim=1, keepdim=True).abs()
+    elif consistency == "l2":
+        inconsistency = residual.norm(dim=1, keepdim=True)
+    else:
+        raise ValueError(f"consistency must be 'signed_sum' or 'l2', got {consistency!r}")
+    return inbounds, inconsistency
+
+
+def flow_validity_mask(flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, th: float = 3.0,
+                       consistency: str = "signed_sum") -> torch.Tensor:
+    """Forward-backward validity (the original ``OccMask(th)``): ``inbounds AND inconsistency < th``.
+
+    Args:
+        flow_fwd, flow_bwd: ``[B, 2, H, W]`` (see :func:`flow_consistency_terms`).
+        th: threshold in pixels (3.0 in MonST3R).
+        consistency: ``"signed_sum"`` (default, the original's ``|res_x + res_y|``) or ``"l2"``.
+
+    Returns:
+        ``[B, 1, H, W]`` bool. The pixel grid is rebuilt per call (the original cached the first call's size).
+    """
+    inbounds, inconsistency = flow_consistency_terms(flow_fwd, flow_bwd, consistency)
+    return inbounds & (inconsistency < th)
+
+
+class Sam2Refinement(NamedTuple):
+    """Result of :func:`refine_motion_masks_with_sam2`.
+
+    Attributes:
+        masks: the masks to use: ``input | sam2`` per frame (the input masks unchanged when skipped), in the
+            input's container type (list of ``[H, W]`` bool tensors or a ``[N, H, W]`` bool tensor).
+        sam2_masks: SAM2-only masks (same container type) or None when skipped.
+        skipped: True when refinement did not run.
+        reason: why it was skipped (None when it ran).
+    """
+
+    masks: MaskList
+    sam2_masks: Optional[MaskList]
+    skipped: bool
+    reason: Optional[str]
+
+
+def refine_motion_masks_with_sam2(imgs: Union[torch.Tensor, Sequence], masks: MaskList,
+                                  checkpoint: Union[str, Path, None] = None, config: Optional[str] = None,
+                                  device: Union[str, torch.device, None] = None, predictor=None) -> Sam2Refinement:
+    """Refine per-frame motion masks with SAM2 video propagation (the original ``refine_motion_mask_w_sam2``).
+
+    Two passes: prompts on odd frames -> keep SAM2's masks of even frames; prompts on even frames -> keep odd
+    frames. Each frame's SAM2 mask therefore comes only from its neighbours' prompts; the result is
+    ``masks[k] | sam2[k]``.
+
+    Args:
+        imgs: ``[N, H, W, 3]`` float RGB in [0, 1] (the optimizer's image store), or a list of ``[H, W, 3]``.
+        masks: ``[N, H, W]`` bool tensor or list of N ``[H, W]`` bool tensors (the flow-derived motion masks).
+        checkpoint: SAM2.1 checkpoint (default ``third_party/sam2/checkpoints/sam2.1_hiera_large.pt``, relative
+            to the working directory, then to the repository root).
+        config: SAM2 config name inside the ``sam2`` package (default ``configs/sam2.1/sam2.1_hiera_l.yaml``).
+        device: where SAM2 runs (default: the masks' device).
+        predictor: an already-built SAM2 video predictor (skips building; also used by tests).
+
+    Returns:
+        :class:`Sam2Refinement`. When ``sam2`` is not installed, the checkpoint is missing or there are fewer than
+        2 frames, one warning is issued and the input masks are returned with ``skipped=True``.
+    """
+    from third_party import sam2_adapter
+
+    as_list = not isinstance(masks, torch.Tensor)
+    mask_list = [torch.as_tensor(m).bool() for m in masks]
+    if device is None:
+        device = mask_list[0].device if mask_list else torch.device("cpu")
+    device = torch.device(device)
+
+    reason: Optional[str] = None
+    if len(mask_list) < 2:
+        reason = f"it needs at least 2 frames, got {len(mask_list)}"
+    elif predictor is None:
+        reason = sam2_adapter.sam2_unavailable_reason()
+        ckpt_path = sam2_adapter.resolve_sam2_checkpoint(checkpoint)
+        if reason is None and not ckpt_path.is_file():
+            reason = f"SAM2 checkpoint not found at {ckpt_path}"
+    if reason is not None:
+        warnings.warn(
+            f"SAM2 mask refinement skipped: {reason}. To enable it install the optional package "
+            f"(`pip install {sam2_adapter.SAM2_REQUIREMENT}`) and fetch {sam2_adapter.DEFAULT_SAM2_CHECKPOINT} "
+            f"with `bash data/download_ckpt.sh`.", stacklevel=2)
+        return Sam2Refinement(masks, None, True, reason)
+
+    frames = _as_image_tensor(imgs).permute(0, 3, 1, 2).contiguous().to(device)  # [N, 3, H, W]
+    if predictor is None:
+        predictor = sam2_adapter.build_video_predictor(config or sam2_adapter.DEFAULT_SAM2_CONFIG, ckpt_path, device)
+    autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
+    with sam2_adapter.tf32_enabled(device), autocast:
+        sam2_np = sam2_adapter.two_pass_refine(predictor, frames, mask_list)
+    sam2_masks = [torch.from_numpy(m).to(mk.device) for m, mk in zip(sam2_np, mask_list)]
+    union = [mk | s for mk, s in zip(mask_list, sam2_masks)]
+    if not as_list:
+        return Sam2Refinement(torch.stack(union), torch.stack(sam2_masks), False, None)
+    return Sam2Refinement(union, sam2_masks, False, None)
