@@ -1,0 +1,511 @@
+"""Camera-pose and depth metrics, computed exactly as the original MonST3R evaluation reports them.
+
+Pose (evaluation spec §5), computed with evo:
+
+* trajectories are TUM rows ``[N, 7]`` = ``x y z qw qx qy qz`` of camera-to-world poses plus timestamps
+  (see :mod:`monst3r.eval.trajectory`);
+* equal-length trajectories are matched by index (the prediction's timestamps are replaced by the GT's);
+  otherwise by time (evo ``associate_trajectories``, nearest stamp, ``max_diff = 0.01``);
+* **ATE**: Sim(3) Umeyama alignment of the estimated positions onto the GT (in place), RMSE of the position
+  error (GT units, metres);
+* **RPE** (rotation, then translation), ``delta = 1`` frame, all pairs, on the aligned trajectory (each call
+  re-aligns with Sim(3), which is then ~identity): RMSE of the rotation angle of the relative error in
+  DEGREES, RMSE of the relative translation error (metres).
+
+A degenerate trajectory (fewer than 3 matched poses, a static camera, collinear positions, or any case where
+evo's Umeyama alignment raises) does not raise: :func:`pose_metrics` warns and returns a :class:`PoseMetrics`
+with ``degenerate=True`` and NaN values. The original crashes inside evo and skips such a sequence; skipping it
+in an average is what :func:`average_pose_metrics` does. Collinear/static are detected with a relative rank
+test (second singular value of the centred positions <= 1e-9 x the first), a little stricter than evo's
+absolute-epsilon test, because evo's test lets exactly collinear trajectories with large coordinates through
+(alignment then has an arbitrary rotation about the line).
+
+The metric files (``<seq>_eval_metric.txt``) and their aggregation are reproduced too
+(:func:`metric_file_text`, :func:`parse_metric_text`, :func:`average_metric_files`): the numbers the original
+reports are means of the 6-decimal values parsed from those files.
+
+Depth (evaluation spec §7): :func:`depth_evaluation` mirrors the original function (same keyword arguments,
+same float32 torch arithmetic, torch LOWER medians, the deliberately under-converged ``align_with_lad2`` Adam
+loop) and returns the metrics ``Abs Rel, Sq Rel, RMSE, Log RMSE, δ < 1.25, δ < 1.25^2, δ < 1.25^3`` (fractions)
+plus ``valid_pixels``. The video-depth notebook protocol (resize each predicted frame to the GT size with OpenCV
+bicubic, one alignment per sequence, ``valid_pixels``-weighted average) is :func:`evaluate_video_depth`;
+single-frame (NYU) is :func:`evaluate_single_depth`; the per-dataset settings of the notebook cells are in
+:data:`DEPTH_PROTOCOLS`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from monst3r.eval.trajectory import c2w_to_tum_rows
+
+logger = logging.getLogger(__name__)
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+
+__all__ = [
+    "PoseMetrics",
+    "pose_metrics",
+    "pose_metrics_c2w",
+    "metric_file_text",
+    "parse_metric_text",
+    "average_metric_files",
+    "average_pose_metrics",
+    "DEPTH_METRIC_KEYS",
+    "DEPTH_PROTOCOLS",
+    "DepthEvalResult",
+    "depth_evaluation",
+    "weighted_depth_average",
+    "resize_depth",
+    "decode_png_depth",
+    "evaluate_video_depth",
+    "evaluate_single_depth",
+]
+
+# ----------------------------------------------------------------------------------------------------------
+# Pose metrics
+# ----------------------------------------------------------------------------------------------------------
+
+APE_TITLE = "APE w.r.t. translation part (m)\n(with Sim(3) Umeyama alignment)"
+RPE_ROT_TITLE = ("RPE w.r.t. rotation angle in degrees (deg)\nfor delta = 1 (frames) using all pairs\n"
+                 "(with Sim(3) Umeyama alignment)")
+RPE_TRANS_TITLE = ("RPE w.r.t. translation part (m)\nfor delta = 1 (frames) using all pairs\n"
+                   "(with Sim(3) Umeyama alignment)")
+STAT_NAMES = ("max", "mean", "median", "min", "rmse", "sse", "std")
+ASSOCIATION_MAX_DIFF = 0.01
+DEGENERATE_RANK_RTOL = 1e-9
+
+
+@dataclass
+class PoseMetrics:
+    """Pose-evaluation result of one sequence.
+
+    Attributes:
+        ate: absolute trajectory error, RMSE after Sim(3) alignment (GT units; NaN if degenerate).
+        rpe_trans: relative pose error, translation RMSE for delta = 1 frame (GT units; NaN if degenerate).
+        rpe_rot_deg: relative pose error, rotation-angle RMSE in degrees (NaN if degenerate).
+        degenerate: True when the metrics could not be computed (the original skips such sequences).
+        reason: why it is degenerate (None otherwise).
+        n_matched: number of associated poses.
+        stats: ``{'ape': {...}, 'rpe_rot': {...}, 'rpe_trans': {...}}`` with evo's statistics
+            (max, mean, median, min, rmse, sse, std); empty when degenerate.
+        alignment: ``(R [3,3], t [3], s)`` Sim(3) that maps the estimate onto the GT (None when degenerate).
+    """
+
+    ate: float
+    rpe_trans: float
+    rpe_rot_deg: float
+    degenerate: bool = False
+    reason: Optional[str] = None
+    n_matched: int = 0
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    alignment: Optional[tuple[np.ndarray, np.ndarray, float]] = None
+
+    def as_tuple(self) -> tuple[float, float, float]:
+        """``(ate, rpe_trans, rpe_rot_deg)`` in the order the original returns them."""
+        return self.ate, self.rpe_trans, self.rpe_rot_deg
+
+
+def _degenerate(reason: str, n_matched: int, seq: Optional[str]) -> PoseMetrics:
+    where = f" in sequence {seq}" if seq else ""
+    warnings.warn(f"degenerate trajectory{where}: {reason}; pose metrics set to NaN", RuntimeWarning,
+                  stacklevel=3)
+    nan = float("nan")
+    return PoseMetrics(nan, nan, nan, degenerate=True, reason=reason, n_matched=n_matched)
+
+
+def _rank_problem(positions: np.ndarray) -> Optional[str]:
+    """'static' / 'collinear' when the ``[N, 3]`` positions span less than a plane, else None."""
+    centred = positions - positions.mean(axis=0)
+    sv = np.linalg.svd(centred, compute_uv=False)
+    scale = max(float(np.abs(positions).max(initial=0.0)), 1.0)
+    if sv[0] <= 1e-12 * scale:
+        return "static camera (all positions identical)"
+    if sv[1] <= DEGENERATE_RANK_RTOL * sv[0]:
+        return "collinear camera positions"
+    return None
+
+
+def pose_metrics(pred_rows: ArrayLike, gt_rows: ArrayLike, pred_timestamps: Optional[ArrayLike] = None,
+                 gt_timestamps: Optional[ArrayLike] = None, *, seq: Optional[str] = None,
+                 max_diff: float = ASSOCIATION_MAX_DIFF) -> PoseMetrics:
+    """ATE / RPE-trans / RPE-rot of an estimated trajectory against the GT (original ``eval_metrics``).
+
+    Args:
+        pred_rows: ``[M, 7]`` estimated TUM rows ``x y z qw qx qy qz`` (camera-to-world), e.g. from
+            ``get_tum_poses()`` or :func:`monst3r.eval.trajectory.load_pred_traj`.
+        gt_rows: ``[N, 7]`` GT rows in the same layout (:func:`monst3r.eval.trajectory.load_traj`).
+        pred_timestamps: ``[M]``; default ``0..M-1`` (what the optimizer reports).
+        gt_timestamps: ``[N]`` (or ``[N, 1]``); default ``0..N-1``.
+        seq: sequence name, only used in warnings.
+        max_diff: time-association tolerance (seconds) for unequal lengths.
+    Note:
+        As in the original, unequal lengths are associated by timestamp, which is only meaningful when both use
+        the same clock: with Sintel GT (1-based frame numbers) and default 0-based prediction stamps the
+        original silently pairs prediction k with GT frame k+1; pass ``pred_timestamps=np.arange(M) + 1``
+        (or the real frame numbers) to pair the right frames.
+    Returns:
+        :class:`PoseMetrics`; degenerate inputs give NaNs and a ``RuntimeWarning`` instead of raising.
+    """
+    from evo import main_ape, main_rpe
+    from evo.core import metrics as evo_metrics
+    from evo.core import sync
+    from evo.core.geometry import GeometryException
+    from evo.core.trajectory import PoseTrajectory3D
+
+    pred_rows = np.asarray(pred_rows, dtype=np.float64).reshape(-1, 7)
+    gt_rows = np.asarray(gt_rows, dtype=np.float64).reshape(-1, 7)
+    pred_ts = (np.arange(len(pred_rows), dtype=np.float64) if pred_timestamps is None
+               else np.asarray(pred_timestamps, dtype=np.float64).reshape(-1))
+    gt_ts = (np.arange(len(gt_rows), dtype=np.float64) if gt_timestamps is None
+             else np.asarray(gt_timestamps, dtype=np.float64).reshape(-1))
+    if len(pred_ts) != len(pred_rows) or len(gt_ts) != len(gt_rows):
+        raise ValueError("timestamps and poses differ in length")
+    if len(pred_rows) == 0 or len(gt_rows) == 0:
+        return _degenerate("empty trajectory", 0, seq)
+
+    if len(pred_rows) == len(gt_rows):
+        pred_ts = gt_ts.copy()  # index-wise correspondence, as the original does
+    else:
+        logger.info("pose_metrics: %d estimated vs %d GT poses, associating by timestamp", len(pred_rows),
+                    len(gt_rows))
+    traj_ref = PoseTrajectory3D(positions_xyz=gt_rows[:, :3], orientations_quat_wxyz=gt_rows[:, 3:],
+                                timestamps=gt_ts)
+    traj_est = PoseTrajectory3D(positions_xyz=pred_rows[:, :3], orientations_quat_wxyz=pred_rows[:, 3:],
+                                timestamps=pred_ts)
+    try:
+        traj_ref, traj_est = sync.associate_trajectories(traj_ref, traj_est, max_diff=max_diff)
+    except sync.SyncException as exc:
+        return _degenerate(f"no matching timestamps ({exc})", 0, seq)
+    n = traj_est.num_poses
+    if n < 3:
+        return _degenerate(f"only {n} matched poses (need at least 3)", n, seq)
+    for name, traj in (("GT", traj_ref), ("estimate", traj_est)):
+        problem = _rank_problem(traj.positions_xyz)
+        if problem:
+            return _degenerate(f"{problem} ({name})", n, seq)
+
+    common = dict(align=True, correct_scale=True)
+    rpe_kw = dict(delta=1, delta_unit=evo_metrics.Unit.frames, all_pairs=True, **common)
+    try:
+        ape = main_ape.ape(traj_ref, traj_est, pose_relation=evo_metrics.PoseRelation.translation_part, **common)
+        alignment = ape.np_arrays.get("alignment_transformation_sim3")
+        rpe_rot = main_rpe.rpe(traj_ref, traj_est, pose_relation=evo_metrics.PoseRelation.rotation_angle_deg,
+                               **rpe_kw)
+        rpe_trans = main_rpe.rpe(traj_ref, traj_est, pose_relation=evo_metrics.PoseRelation.translation_part,
+                                 **rpe_kw)
+    except (GeometryException, np.linalg.LinAlgError) as exc:
+        return _degenerate(f"{type(exc).__name__}: {exc}", n, seq)
+
+    sim3 = None
+    if alignment is not None:
+        a = np.asarray(alignment)
+        scale = float(np.cbrt(np.linalg.det(a[:3, :3])))
+        sim3 = (a[:3, :3] / scale, a[:3, 3].copy(), scale)
+    stats = {key: {k: float(v) for k, v in res.stats.items()}
+             for key, res in (("ape", ape), ("rpe_rot", rpe_rot), ("rpe_trans", rpe_trans))}
+    return PoseMetrics(ate=stats["ape"]["rmse"], rpe_trans=stats["rpe_trans"]["rmse"],
+                       rpe_rot_deg=stats["rpe_rot"]["rmse"], n_matched=n, stats=stats, alignment=sim3)
+
+
+def pose_metrics_c2w(pred_c2w: ArrayLike, gt_c2w: ArrayLike, **kwargs: Any) -> PoseMetrics:
+    """:func:`pose_metrics` for ``[M, 4, 4]`` / ``[N, 4, 4]`` camera-to-world matrices (timestamps 0..N-1)."""
+    return pose_metrics(c2w_to_tum_rows(pred_c2w), c2w_to_tum_rows(gt_c2w), **kwargs)
+
+
+def metric_file_text(seq: str, result: PoseMetrics) -> str:
+    """The ``<seq>_eval_metric.txt`` content the original writes (evo result layout, 6 decimals)."""
+    if result.degenerate:
+        raise ValueError(f"no metric file for a degenerate sequence ({result.reason})")
+    text = f"Seq: {seq} \n\n"
+    for title, key in ((APE_TITLE, "ape"), (RPE_ROT_TITLE, "rpe_rot"), (RPE_TRANS_TITLE, "rpe_trans")):
+        text += title + "\n\n"
+        text += "".join(f"{name:>10}\t{result.stats[key][name]:.6f}\n" for name in STAT_NAMES)
+    return text
+
+
+_METRIC_PATTERNS = {
+    "ate": re.compile(r"APE w\.r\.t\. translation part \(m\).*?rmse\s+([0-9.]+)", re.DOTALL),
+    "rpe_trans": re.compile(r"RPE w\.r\.t\. translation part \(m\).*?rmse\s+([0-9.]+)", re.DOTALL),
+    "rpe_rot_deg": re.compile(r"RPE w\.r\.t\. rotation angle in degrees \(deg\).*?rmse\s+([0-9.]+)", re.DOTALL),
+}
+
+
+def parse_metric_text(text: str) -> dict[str, float]:
+    """Extract the three rmse values from a metric file text (0.0 for a missing one, as the original)."""
+    out = {}
+    for key, pattern in _METRIC_PATTERNS.items():
+        match = pattern.search(text)
+        out[key] = float(match.group(1)) if match else 0.0
+    return out
+
+
+def average_metric_files(folder: Union[str, os.PathLike]) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Aggregate like the original: every ``*_metric.txt`` under ``folder`` (recursive, sorted per directory).
+
+    Returns:
+        (averages ``{'ate', 'rpe_trans', 'rpe_rot_deg'}`` = plain means of the parsed 6-decimal values, 0.0 if
+        no file; the parsed per-file records ``{'seq', 'ate', 'rpe_trans', 'rpe_rot_deg'}`` in walk order).
+    """
+    records = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith("_metric.txt"):
+                parsed = parse_metric_text((Path(root) / name).read_text())
+                records.append({"seq": name.replace("_eval_metric.txt", ""), **parsed})
+    averages = {k: (float(np.mean([r[k] for r in records])) if records else 0.0)
+                for k in ("ate", "rpe_trans", "rpe_rot_deg")}
+    return averages, records
+
+
+def average_pose_metrics(results: Mapping[str, PoseMetrics]) -> dict[str, float]:
+    """Plain means over the non-degenerate sequences (in-memory values, not the 6-decimal text)."""
+    good = [r for r in results.values() if not r.degenerate]
+    return {k: (float(np.mean([getattr(r, k) for r in good])) if good else float("nan"))
+            for k in ("ate", "rpe_trans", "rpe_rot_deg")}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Depth metrics
+# ----------------------------------------------------------------------------------------------------------
+
+DEPTH_METRIC_KEYS = ("Abs Rel", "Sq Rel", "RMSE", "Log RMSE", "δ < 1.25", "δ < 1.25^2", "δ < 1.25^3")
+
+#: ``depth_evaluation`` keyword arguments of the original notebook cells (evaluation spec §7.3).
+DEPTH_PROTOCOLS: dict[str, dict[str, Any]] = {
+    "sintel": dict(max_depth=70, align_with_lad2=True, post_clip_max=70),
+    "bonn": dict(max_depth=70, align_with_lad2=True),
+    "kitti": dict(max_depth=None, align_with_lad2=True),
+    "nyu": dict(max_depth=None, lr=1e-3),  # median scaling (lr is unused there)
+}
+
+LAD2_EARLY_STOP = 1e-6
+
+
+class DepthEvalResult(NamedTuple):
+    """Return value of :func:`depth_evaluation` (unpacks like the original's tuple).
+
+    ``error_map``, ``pred_aligned`` and ``gt_valid`` have the input's shape (the original returns them
+    flattened to 2-D ``[T*H, W]`` for videos).
+    """
+
+    metrics: dict[str, float]
+    error_map: np.ndarray  # |s*pred+t - gt| / gt on valid pixels, 0 elsewhere
+    pred_aligned: np.ndarray  # aligned prediction on the full grid (inverted back for disp_input)
+    gt_valid: np.ndarray  # GT with invalid pixels set to 0
+
+
+def _as_tensor(x: ArrayLike, device: torch.device) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(device)
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device)
+
+
+def _lad2_fit(p: torch.Tensor, g: torch.Tensor, lr: float, max_iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The original's L1 scale-and-shift refinement: Adam on ``sum|s p + t - g|`` from the median scale.
+
+    Deliberately reproduced as is: with lr 1e-4 and at most 1000 steps it moves s and t by at most ~0.1, so it
+    is "median scale + a small L1 refinement", not a converged least-absolute-deviation fit. Parameters live
+    in p's dtype; the loop stops after the step whose (pre-step) loss differs by < 1e-6 from the previous one.
+    """
+    s0 = torch.median(g) / torch.median(p)
+    with torch.enable_grad():
+        s = torch.tensor(s0.item(), dtype=p.dtype, device=p.device, requires_grad=True)
+        t = torch.tensor(0.0, dtype=p.dtype, device=p.device, requires_grad=True)
+        optimizer = torch.optim.Adam([s, t], lr=lr)
+        prev = None
+        for _ in range(max_iters):
+            optimizer.zero_grad()
+            loss = torch.sum(torch.abs(s * p + t - g))
+            loss.backward()
+            optimizer.step()
+            value = loss.item()
+            if prev is not None and abs(value - prev) < LAD2_EARLY_STOP:
+                break
+            prev = value
+    return s.detach(), t.detach()
+
+
+def _lad_scipy_fit(p: torch.Tensor, g: torch.Tensor) -> tuple[float, float]:
+    """SciPy BFGS on ``sum|s p + t - g|`` from ``(median(g)/median(p), 0)`` (original ``align_with_lad``)."""
+    from scipy.optimize import minimize
+
+    s0 = (torch.median(g) / torch.median(p)).item()
+    pn, gn = p.cpu().numpy(), g.cpu().numpy()
+    res = minimize(lambda x: np.sum(np.abs(x[0] * pn + x[1] - gn)), np.array([s0, 0.0]))
+    return float(res.x[0]), float(res.x[1])
+
+
+def depth_evaluation(pred: ArrayLike, gt: ArrayLike, max_depth: Optional[float] = 80,
+                     custom_mask: Optional[ArrayLike] = None, post_clip_min: Optional[float] = None,
+                     post_clip_max: Optional[float] = None, pre_clip_min: Optional[float] = None,
+                     pre_clip_max: Optional[float] = None, align_with_lstsq: bool = False,
+                     align_with_lad: bool = False, align_with_lad2: bool = False, lr: float = 1e-4,
+                     max_iters: int = 1000, use_gpu: bool = False, align_with_scale: bool = False,
+                     disp_input: bool = False, device: Optional[Union[str, torch.device]] = None
+                     ) -> DepthEvalResult:
+    """Align a depth prediction to the GT and compute the depth metrics (original ``depth_evaluation``).
+
+    Args:
+        pred: ``[H, W]`` or ``[T, H, W]`` predicted depth (or disparity with ``disp_input``); a video gets ONE
+            alignment for all frames.
+        gt: same shape, GT depth; valid where ``gt > 0`` and ``gt < max_depth`` (no cap if None).
+        custom_mask: optional bool mask (same shape): metrics only where valid AND mask (alignment still uses
+            every valid pixel).
+        pre_clip_min/max: clip the valid predictions before alignment; post_clip_min/max: after.
+        align_with_lstsq: least-squares scale and shift. align_with_lad: SciPy BFGS L1 scale and shift.
+        align_with_lad2: Adam L1 scale and shift from the median scale (lr, max_iters), the video-depth mode.
+        align_with_scale: IRLS (Weiszfeld) robust scale only. Default (no flag): median scale
+            (torch lower medians). The first true flag in this order wins.
+        disp_input: pred is an (affine) disparity: the alignment happens against 1/gt, the result is inverted.
+        use_gpu: kept for signature compatibility; same as ``device='cuda'``.
+        device: torch device for the computation (default CPU). Arithmetic stays in the input dtype.
+    Returns:
+        :class:`DepthEvalResult` ``(metrics, error_map, pred_aligned, gt_valid)``; ``metrics`` has the keys of
+        :data:`DEPTH_METRIC_KEYS` (δ as fractions) plus ``valid_pixels`` (float); all 0 if nothing is valid.
+    """
+    device = torch.device(device if device is not None else ("cuda" if use_gpu else "cpu"))
+    pred_t, gt_t = _as_tensor(pred, device), _as_tensor(gt, device)
+    if pred_t.shape != gt_t.shape:
+        raise ValueError(f"prediction {tuple(pred_t.shape)} and GT {tuple(gt_t.shape)} differ in shape")
+    shape = gt_t.shape
+    mask = gt_t > 0
+    if max_depth is not None:
+        mask = mask & (gt_t < max_depth)
+    p, g = pred_t[mask], gt_t[mask]
+    if pre_clip_min is not None:
+        p = torch.clamp(p, min=pre_clip_min)
+    if pre_clip_max is not None:
+        p = torch.clamp(p, max=pre_clip_max)
+    g_depth = g
+    if disp_input:
+        g = 1 / (g + 1e-8)
+
+    scale: Union[torch.Tensor, float] = 1.0
+    shift: Union[torch.Tensor, float] = 0.0
+    if p.numel() > 0:
+        if align_with_lstsq:
+            pn = p.cpu().numpy()
+            a = np.stack([pn, np.ones_like(pn)], axis=-1)
+            scale, shift = (float(v) for v in np.linalg.lstsq(a, g.cpu().numpy(), rcond=None)[0])
+        elif align_with_lad:
+            scale, shift = _lad_scipy_fit(p, g)
+        elif align_with_lad2:
+            scale, shift = _lad2_fit(p, g, lr, max_iters)
+        elif align_with_scale:
+            s = g.mean() / p.mean()
+            for _ in range(10):
+                w = 1 / (torch.abs(s * p - g) + 1e-8)
+                s = torch.sum(w * p * g) / torch.sum(w * p ** 2)
+            scale = torch.clamp(s, min=1e-3)
+        else:
+            scale = torch.median(g) / torch.median(p)
+    p = p * scale + shift
+    pred_aligned = pred_t * scale + shift
+    if disp_input:
+        g = g_depth
+        p = torch.where(p > 0, 1 / p, torch.zeros_like(p))
+        pred_aligned = torch.where(pred_aligned > 0, 1 / pred_aligned, torch.zeros_like(pred_aligned))
+    if post_clip_min is not None:
+        p = torch.clamp(p, min=post_clip_min)
+    if post_clip_max is not None:
+        p = torch.clamp(p, max=post_clip_max)
+    if custom_mask is not None:
+        keep = _as_tensor(custom_mask, device).reshape(shape).bool()[mask]
+        p, g = p[keep], g[keep]
+
+    metrics = _depth_metrics(p, g)
+    zero = torch.zeros((), dtype=pred_aligned.dtype, device=device)
+    error_map = torch.where(mask, torch.abs(pred_aligned - gt_t) / gt_t, zero)
+    gt_valid = torch.where(mask, gt_t, torch.zeros((), dtype=gt_t.dtype, device=device))
+    return DepthEvalResult(metrics, error_map.cpu().numpy(), pred_aligned.cpu().numpy(), gt_valid.cpu().numpy())
+
+
+def _depth_metrics(p: torch.Tensor, g: torch.Tensor) -> dict[str, float]:
+    """Metrics of aligned predictions ``p [N]`` against GT ``g [N]`` (all zeros when N = 0)."""
+    n = p.numel()
+    if n == 0:
+        return {**{k: 0.0 for k in DEPTH_METRIC_KEYS}, "valid_pixels": 0.0}
+    diff = p - g
+    out = {
+        "Abs Rel": torch.mean(torch.abs(diff) / g).item(),
+        "Sq Rel": torch.mean(diff ** 2 / g).item(),
+        "RMSE": torch.sqrt(torch.mean(diff ** 2)).item(),
+    }
+    p = torch.clamp(p, min=1e-5)
+    out["Log RMSE"] = torch.sqrt(torch.mean((torch.log(p) - torch.log(g)) ** 2)).item()
+    ratio = torch.maximum(p / g, g / p)
+    for key, thr in (("δ < 1.25", 1.25), ("δ < 1.25^2", 1.25 ** 2), ("δ < 1.25^3", 1.25 ** 3)):
+        out[key] = torch.mean((ratio < thr).float()).item()
+    out["valid_pixels"] = float(n)
+    return out
+
+
+def weighted_depth_average(results: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Average per-sequence metrics weighted by ``valid_pixels`` (``np.average``), without that key."""
+    if not results:
+        raise ValueError("no depth results to average")
+    weights = np.array([r["valid_pixels"] for r in results], dtype=np.float64)
+    return {k: float(np.average([r[k] for r in results], weights=weights)) for k in DEPTH_METRIC_KEYS}
+
+
+def resize_depth(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a ``[h, w]`` depth map to ``shape = (H, W)`` with OpenCV bicubic, as the notebook does.
+
+    Bicubic can overshoot near depth edges (even below 0); the metrics clamp only for log/δ.
+    """
+    import cv2
+
+    pred = np.asarray(pred)
+    if pred.shape == tuple(shape):
+        return pred
+    return cv2.resize(pred, (int(shape[1]), int(shape[0])), interpolation=cv2.INTER_CUBIC)
+
+
+def decode_png_depth(png: np.ndarray, scale: float) -> np.ndarray:
+    """16-bit depth PNG -> float64 metres (``png / scale``; 0 = invalid -> -1). Bonn: 5000, KITTI: 256."""
+    depth = np.asarray(png).astype(np.float64) / scale
+    depth[np.asarray(png) == 0] = -1.0
+    return depth
+
+
+def evaluate_video_depth(sequences: Mapping[str, tuple[Sequence[np.ndarray], Sequence[np.ndarray]]],
+                         **depth_kwargs: Any) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Video-depth protocol of the notebook: one alignment per sequence, pixel-weighted average.
+
+    Args:
+        sequences: ``{name: (pred_frames, gt_frames)}``, each a list of ``[h, w]`` / ``[H, W]`` arrays paired by
+            order (counts must match). Every prediction is resized to its GT's size (OpenCV bicubic).
+        **depth_kwargs: passed to :func:`depth_evaluation`, e.g. ``**DEPTH_PROTOCOLS['sintel']``.
+    Returns:
+        (per-sequence metrics in the mapping's order, ``valid_pixels``-weighted average).
+    """
+    per_seq: dict[str, dict[str, float]] = {}
+    for name, (preds, gts) in sequences.items():
+        if len(preds) != len(gts) or not preds:
+            raise ValueError(f"sequence {name}: {len(preds)} predicted vs {len(gts)} GT frames")
+        gt = np.stack([np.asarray(x) for x in gts])
+        pred = np.stack([resize_depth(x, gt.shape[1:]) for x in preds])
+        per_seq[name] = depth_evaluation(pred, gt, **depth_kwargs).metrics
+    return per_seq, weighted_depth_average(list(per_seq.values()))
+
+
+def evaluate_single_depth(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], **depth_kwargs: Any
+                          ) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """Single-frame protocol (NYU cell): per image resize + :func:`depth_evaluation`, pixel-weighted average."""
+    if len(preds) != len(gts) or not preds:
+        raise ValueError(f"{len(preds)} predictions vs {len(gts)} GT maps")
+    results = []
+    for pred, gt in zip(preds, gts):
+        gt = np.asarray(gt)
+        results.append(depth_evaluation(resize_depth(pred, gt.shape), gt, **depth_kwargs).metrics)
+    return results, weighted_depth_average(results)
