@@ -70,6 +70,9 @@ def main(argv=None):
     p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     p.add_argument("--no_cache_baseline", action="store_true", help="also time the original per-pair encoding")
     p.add_argument("--compare", action="store_true", help="also run fp32 and report the error of --dtype")
+    p.add_argument("--runs", default=None,
+                   help="explicit runs, e.g. fp32:nocache,fp32:cache,bf16:cache (overrides the flags above); "
+                        "the first bf16/fp16 run is compared with the first fp32 run")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "inference.jsonl"))
     a = p.parse_args(argv)
     if a.device.startswith("cuda") and not torch.cuda.is_available():
@@ -84,6 +87,8 @@ def main(argv=None):
     runs = [(a.dtype, True)] + ([(a.dtype, False)] if a.no_cache_baseline else [])
     if a.compare and a.dtype != "fp32":
         runs.append(("fp32", True))
+    if a.runs:
+        runs = [(r.split(":")[0], r.split(":")[1] == "cache") for r in a.runs.split(",")]
     outs = {}
     for dtype, cache in runs:
         out, dt, peak = timed(pairs, model, dev, a.batch, dtype, cache)
@@ -92,12 +97,14 @@ def main(argv=None):
                          batch=a.batch, dtype=dtype, encoder_cache=cache, seconds=dt, pairs_per_s=len(pairs) / dt,
                          peak_gpu_gib=peak, device=device_name(dev), torch=torch.__version__,
                          time=time.strftime("%Y-%m-%dT%H:%M:%S")))
-    if a.compare and a.dtype != "fp32":
-        lo, hi = outs[(a.dtype, True)], outs[("fp32", True)]
+    low = next((r for r in runs if r[0] != "fp32"), None)
+    ref = next((r for r in runs if r[0] == "fp32"), None)
+    if low is not None and ref is not None:
+        lo, hi = outs[low], outs[ref]
         pm, pmed = rel_err(lo["pred1"]["pts3d"], hi["pred1"]["pts3d"])
         qm, qmed = rel_err(lo["pred2"]["pts3d_in_other_view"], hi["pred2"]["pts3d_in_other_view"])
         c = ((lo["pred1"]["conf"].double() - hi["pred1"]["conf"].double()).abs() / hi["pred1"]["conf"].double())
-        rows[0].update(vs_fp32_pts1_max_rel=pm, vs_fp32_pts1_median_rel=pmed, vs_fp32_pts2_max_rel=qm,
+        rows[runs.index(low)].update(vs_fp32_pts1_max_rel=pm, vs_fp32_pts1_median_rel=pmed, vs_fp32_pts2_max_rel=qm,
                        vs_fp32_pts2_median_rel=qmed, vs_fp32_conf_max_rel=float(c.max()),
                        vs_fp32_conf_median_rel=float(c.median()))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -110,8 +117,9 @@ def main(argv=None):
         peak = f"{r['peak_gpu_gib']:.2f}" if r["peak_gpu_gib"] is not None else "-"
         print(f"| {r['config']} | {r['frames']} | {r['pairs']} | {r['size']} | {r['dtype']} | {r['encoder_cache']} "
               f"| {r['seconds']:.2f} | {r['pairs_per_s']:.1f} | {peak} | {r['device']} |")
-    if "vs_fp32_pts1_max_rel" in rows[0]:
-        print({k: v for k, v in rows[0].items() if k.startswith("vs_fp32")})
+    for r in rows:
+        if "vs_fp32_pts1_max_rel" in r:
+            print({k: v for k, v in r.items() if k.startswith("vs_fp32")})
     return rows
 
 

@@ -184,3 +184,40 @@ def _predict_cached(chunk, pair_chunk, model, cache, device, dtype):
     with _autocast(device, dtype):
         pred1, pred2 = model.decode_and_predict(f1, p1, f2, p2, shape1, shape2)
     return dict(view1=view1, view2=view2, pred1=pred1, pred2=pred2, loss=None)
+
+
+def inference_distributed(pairs: Sequence[Tuple[Dict, Dict]], model: torch.nn.Module,
+                          device: Union[str, torch.device], batch_size: int = 8, verbose: bool = True,
+                          dtype: Optional[torch.dtype] = None) -> Dict[str, Any]:
+    """:func:`inference` with the pairs sharded across the processes of an initialised ``torch.distributed``
+    group (e.g. under ``torchrun``); every rank returns the full, identically ordered output.
+
+    Rank r runs the contiguous block ``pairs[r*P/W : (r+1)*P/W]`` (so each image's encoding is shared by the
+    pairs of its block), then the CPU results are gathered with ``all_gather_object``. Without an initialised
+    process group this is plain :func:`inference`.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return inference(pairs, model, device, batch_size, verbose, dtype)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    bounds = [len(pairs) * r // world for r in range(world + 1)]
+    mine = pairs[bounds[rank]:bounds[rank + 1]]
+    local = inference(mine, model, device, batch_size, verbose and rank == 0, dtype) if mine else None
+    gathered: List[Any] = [None] * world
+    dist.all_gather_object(gathered, local)
+    parts = [g for g in gathered if g is not None]
+    multiple_shapes = not _same_size(pairs)
+    return collate_with_cat(parts, lists=False) if not multiple_shapes else _concat_lists(parts)
+
+
+def _concat_lists(parts: List[Dict]) -> Dict:
+    """Merge list-valued (multiple-shape) outputs of several shards."""
+    def merge(vals):
+        if isinstance(vals[0], dict):
+            return {k: merge([v[k] for v in vals]) for k in vals[0]}
+        if isinstance(vals[0], list):
+            return [x for v in vals for x in v]
+        return vals[0]
+
+    return merge(parts)
