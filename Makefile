@@ -18,8 +18,15 @@ $(STAMP): requirements.txt pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+DEMO_INPUT := demo_tmp/synthetic_input
+SEARAFT := third_party/RAFT/models/Tartan-C-T-TSKH-spring540x960-M
+
 demo: $(STAMP)
-	$(PY) demo.py --output_dir demo_tmp
+	@test -d $(DEMO_INPUT) || $(PY) -m monst3r.datasets.synthetic --out $(DEMO_INPUT) --frames 24 --size 512x288 --seed 0
+	@test -f $(SEARAFT).pth || test -f $(SEARAFT).safetensors || bash data/download_ckpt.sh flow || \
+		echo "note: optical-flow weights unavailable; running without the flow loss"
+	@FLOW=$$(test -f $(SEARAFT).pth || test -f $(SEARAFT).safetensors || echo "--flow_loss_weight 0"); \
+		$(PY) demo.py --input $(DEMO_INPUT) --output_dir demo_tmp --seq_name synthetic $$FLOW $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/bench_forward.py --config small --size 160 --batch 2 --device cpu

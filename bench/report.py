@@ -1,0 +1,72 @@
+"""Render every benchmark result in ``bench/results/*.jsonl`` as Markdown tables (the README's figures).
+
+    python bench/report.py            # prints the tables
+    python bench/report.py --readme   # also replaces the block between the BENCH markers in README.md
+
+Each row names the device it was measured on; rows from different devices are never merged.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = {
+    "forward": ["config", "size", "batch", "dtype", "median_s", "pairs_per_s", "peak_gpu_gib", "peak_rss_gib", "device"],
+    "inference": ["config", "frames", "pairs", "size", "batch", "dtype", "encoder_cache", "seconds", "pairs_per_s",
+                  "peak_gpu_gib", "vs_fp32_pts1_median_rel", "vs_fp32_pts1_max_rel", "device"],
+}
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 0.01 else f"{v:.2f}"
+    return str(v)
+
+
+def load_rows(folder: Path):
+    rows = defaultdict(list)
+    for f in sorted(folder.glob("*.jsonl")):
+        for line in f.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                rows[r.get("bench", f.stem)].append(r)
+    return rows
+
+
+def render(rows) -> str:
+    out = []
+    for bench, rs in rows.items():
+        cols = COLUMNS.get(bench) or [k for k in rs[0] if k not in ("bench", "time", "torch")]
+        cols = [c for c in cols if any(c in r for r in rs)]
+        out.append(f"### {bench}\n")
+        out.append("| " + " | ".join(cols) + " |")
+        out.append("|" + "---|" * len(cols))
+        for r in rs:
+            out.append("| " + " | ".join(fmt(r.get(c)) for c in cols) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--results", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--readme", action="store_true")
+    a = p.parse_args(argv)
+    text = render(load_rows(Path(a.results)))
+    print(text)
+    if a.readme:
+        readme = ROOT / "README.md"
+        s = readme.read_text()
+        start, end = "<!-- BENCH:START -->", "<!-- BENCH:END -->"
+        if start in s and end in s:
+            s = s[: s.index(start) + len(start)] + "\n" + text + "\n" + s[s.index(end):]
+            readme.write_text(s)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""The demo pipeline as a library: frames -> views -> pairs -> predictions -> scene -> result -> writers.
+
+``demo.py`` only parses arguments and calls :func:`run_demo`; tests call the functions here directly.
+Defaults are those of the original's non-interactive run (spec cli.md 4.1, optimizer.md 11).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from monst3r.errors import Monst3rInputError
+from monst3r.utils.device import peak_memory_gib, resolve_device
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS = "checkpoints/MonST3R_PO-TA-S-W_ViTLarge_BaseDecoder_512_dpt.pth"
+DEFAULT_MODEL_NAME = "Junyi42/MonST3R_PO-TA-S-W_ViTLarge_BaseDecoder_512_dpt"
+DAVIS_MASK_ROOT = "data/davis/DAVIS/masked_images/480p"
+
+
+@dataclass
+class StageTimer:
+    """Wall time per named stage (seconds)."""
+
+    times: Dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.t = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.times[name] = timer.times.get(name, 0.0) + time.perf_counter() - self.t
+
+        return _Ctx()
+
+    def summary(self) -> str:
+        return ", ".join(f"{k} {v:.1f}s" for k, v in self.times.items())
+
+
+def scene_graph_string(scenegraph_type: str, winsize: int, refid: int, n_frames: int) -> str:
+    """GUI/CLI settings -> make_pairs string (``swinstride`` -> ``swinstride-5-noncyclic``, ...)."""
+    if scenegraph_type in ("swin", "swinstride", "swin2stride"):
+        return f"{scenegraph_type}-{winsize}-noncyclic"
+    if scenegraph_type == "oneref":
+        if not 0 <= refid < n_frames:
+            raise Monst3rInputError(f"--refid {refid} is out of range for {n_frames} frames")
+        return f"oneref-{refid}"
+    if scenegraph_type == "complete":
+        return "complete"
+    raise Monst3rInputError(f"unknown --scenegraph_type {scenegraph_type!r}: use complete, swin, swinstride, "
+                            "swin2stride or oneref")
+
+
+def parse_intrinsics(text: Optional[str], width: int, height: int) -> Optional[np.ndarray]:
+    """``--intrinsics``: ``"f"`` (focal in working-resolution pixels, pp at the centre), ``"fx,fy,cx,cy"``, or a
+    path to a text file with a 3x3 K (9 numbers). Returns ``K [3,3]`` or None."""
+    if not text:
+        return None
+    if os.path.isfile(text):
+        vals = np.loadtxt(text, dtype=np.float64).reshape(-1)
+        if vals.size != 9:
+            raise Monst3rInputError(f"--intrinsics file {text} must hold 9 numbers (a 3x3 K)")
+        return vals.reshape(3, 3)
+    try:
+        vals = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise Monst3rInputError(f"--intrinsics {text!r}: give a focal 'f', 'fx,fy,cx,cy' or a K file") from None
+    if len(vals) == 1:
+        vals = [vals[0], vals[0], width / 2, height / 2]
+    if len(vals) != 4 or min(vals[:2]) <= 0:
+        raise Monst3rInputError(f"--intrinsics {text!r}: give a focal 'f', 'fx,fy,cx,cy' or a K file")
+    fx, fy, cx, cy = vals
+    return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
+
+
+def load_network(weights: Optional[str], model_name: str, device: torch.device):
+    """``--weights`` when that file/folder exists, else the hub repo ``--model_name`` (downloaded on first use)."""
+    from monst3r.model import load_model
+
+    if weights and os.path.exists(weights):
+        return load_model(weights, device=device)
+    if weights and weights != DEFAULT_WEIGHTS:
+        raise Monst3rInputError(f"--weights {weights} does not exist (give a .pth file or a model folder)")
+    return load_model(model_name, device=device)
+
+
+def collect_inputs(input_path: str) -> List[str] | str:
+    if not os.path.exists(input_path):
+        raise Monst3rInputError(f"--input {input_path} does not exist (give a folder of frames or a video file)")
+    return input_path
+
+
+def _flow_model(args, device):
+    if args.flow_loss_weight <= 0:
+        return None
+    from third_party.raft import load_flow_model
+
+    return load_flow_model(args.flow_weights or "searaft", device)
+
+
+def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: StageTimer,
+                prev_video_results: Optional[dict] = None, flow_model=None):
+    """Run inference and global alignment on view dicts; returns ``(Reconstruction, scene)``."""
+    from monst3r.cloud_opt import GlobalAlignerMode, global_aligner
+    from monst3r.image_pairs import make_pairs
+    from monst3r.inference import inference
+
+    if len(imgs) == 1:
+        import copy
+
+        imgs = [imgs[0], copy.deepcopy(imgs[0])]
+        imgs[1]["idx"] = 1
+    graph = scene_graph_string(args.scenegraph_type, args.winsize, args.refid, len(imgs))
+    pairs = make_pairs(imgs, scene_graph=graph, prefilter=None, symmetrize=True)
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    with timer("inference"):
+        output = inference(pairs, model, device, batch_size=args.batch_size, verbose=not args.silent, dtype=dtype)
+    if len(imgs) == 2:
+        with timer("alignment"):
+            scene = global_aligner(output, device=device, mode=GlobalAlignerMode.PairViewer, verbose=not args.silent)
+        return scene.result(), scene
+    use_user_masks = bool(args.dynamic_masks) or args.use_gt_davis_masks or args.use_gt_mask
+    with timer("flow+masks"):
+        if flow_model is None:
+            flow_model = _flow_model(args, device)
+        scene = global_aligner(
+            output, device=device, mode=GlobalAlignerMode.PointCloudOptimizer, verbose=not args.silent,
+            shared_focal=args.shared_focal, temporal_smoothing_weight=args.temporal_smoothing_weight,
+            translation_weight=float(args.translation_weight), flow_loss_weight=args.flow_loss_weight,
+            flow_loss_start_epoch=args.flow_loss_start_iter, flow_loss_thre=args.flow_loss_threshold,
+            use_self_mask=not use_user_masks, num_total_iter=args.niter,
+            batchify=not (args.not_batchify or args.window_wise), window_wise=args.window_wise,
+            window_size=args.window_size, window_overlap_ratio=args.window_overlap_ratio,
+            prev_video_results=prev_video_results, flow_model=flow_model,
+            sam2_mask_refine=not args.no_sam2, sam2_checkpoint=args.sam2_checkpoint)
+        del flow_model
+    K = parse_intrinsics(args.intrinsics, imgs[0]["img"].shape[-1], imgs[0]["img"].shape[-2])
+    if K is not None:
+        scene.preset_intrinsics([torch.as_tensor(K, dtype=torch.float32)] * len(imgs))
+    with timer("optimization"):
+        kw = dict(init="mst", niter=args.niter, schedule=args.schedule, lr=0.01)
+        if args.window_wise:
+            scene.compute_window_wise_alignment(**kw)
+        else:
+            scene.compute_global_alignment(**kw)
+    if prev_video_results is not None:
+        scene.clean_prev_results()
+    scene.clean_pointcloud()
+    return scene.result(), scene
+
+
+def write_realtime_outputs(output: Dict[str, Any], folder: Path) -> None:
+    """Real-time mode files (spec optimizer.md 10.2): per pair b ``pts3d{1,2}_p{b}.npy`` [H,W,6] (points in the
+    reference camera + RGB in [0,1]), ``conf{1,2}_p{b}.npy`` [H,W], ``img{1,2}_p{b}.png``."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for b in range(len(output["view1"]["idx"])):
+        for side, key in ((1, "pts3d"), (2, "pts3d_in_other_view")):
+            view, pred = output[f"view{side}"], output[f"pred{side}"]
+            rgb = (view["img"][b].permute(1, 2, 0).numpy() * 0.5 + 0.5).clip(0, 1)
+            pts = pred[key][b].numpy()
+            np.save(folder / f"pts3d{side}_p{b}.npy", np.concatenate([pts, rgb], -1).astype(np.float32))
+            np.save(folder / f"conf{side}_p{b}.npy", pred["conf"][b].numpy().astype(np.float32))
+            cv2.imwrite(str(folder / f"img{side}_p{b}.png"), (rgb[..., ::-1] * 255).round().astype(np.uint8))
+
+
+def run_demo(args) -> Path:
+    """Non-interactive demo run; writes ``<output_dir>/<seq_name>/`` atomically and returns that folder."""
+    from monst3r.utils.image import load_images
+
+    device = resolve_device(args.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    timer = StageTimer()
+    out_dir = Path(args.output_dir) / args.seq_name
+    src = collect_inputs(args.input)
+    with timer("load"):
+        mask_root = args.dynamic_masks or (os.path.join(DAVIS_MASK_ROOT, args.seq_name)
+                                           if args.use_gt_davis_masks and args.seq_name != "NULL" else None)
+        if mask_root and not os.path.isdir(mask_root):
+            raise Monst3rInputError(f"dynamic mask folder {mask_root} does not exist")
+        prev = None
+        imgs: List[Dict] = []
+        if args.window_wise and args.prev_output_dir:
+            from monst3r.io import load_prev_video_results
+
+            prev = load_prev_video_results(args.prev_output_dir, int(args.window_size * args.window_overlap_ratio),
+                                           args.prev_output_index)
+            imgs = list(prev["imgs"])
+        imgs = load_images(src, size=args.image_size, verbose=not args.silent, dynamic_mask_root=mask_root,
+                           fps=args.fps, num_frames=args.num_frames, imgs=imgs)
+        if len(imgs) < 1:
+            raise Monst3rInputError(f"no frames in {args.input}")
+        model = load_network(args.weights, args.model_name, device)
+        # fail early (before the long inference) when the flow weights are missing
+        flow_model = _flow_model(args, device) if not args.real_time and len(imgs) > 2 else None
+    tmp = Path(tempfile.mkdtemp(prefix=f".{args.seq_name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+    try:
+        if args.real_time:
+            from monst3r.image_pairs import make_pairs
+            from monst3r.inference import inference
+
+            pairs = make_pairs(imgs, scene_graph=f"oneref-{len(imgs) // 2}", symmetrize=False)
+            with timer("inference"):
+                output = inference(pairs, model, device, batch_size=args.batch_size, verbose=not args.silent)
+            with timer("write"):
+                write_realtime_outputs(output, tmp)
+            n = len(imgs)
+        else:
+            result, _ = reconstruct(imgs, model, args, device, timer, prev, flow_model)
+            with timer("write"):
+                from monst3r.io import save_result
+
+                save_result(result, tmp, min_conf_thr=args.min_conf_thr)
+                export_extra(result, tmp, args.export)
+            n = result.n_frames
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f"done: {n} frames, {timer.summary()}, peak memory {peak_memory_gib(device):.2f} GiB "
+          f"({'GPU' if device.type == 'cuda' else 'RSS'}); result in {out_dir} "
+          f"(view: python viser/visualizer_monst3r.py --data {out_dir})")
+    return out_dir
+
+
+def export_extra(result, folder: Path, formats: Optional[str]) -> None:
+    """``--export ply,colmap``: extra formats next to the original's files."""
+    if not formats:
+        return
+    from monst3r import export
+
+    for fmt in [f.strip().lower() for f in formats.split(",") if f.strip()]:
+        if fmt == "ply":
+            export.save_ply(result, folder / "scene.ply")
+        elif fmt == "colmap":
+            export.save_colmap(result, folder / "colmap")
+        else:
+            raise Monst3rInputError(f"--export {fmt!r}: supported formats are ply and colmap")
