@@ -111,6 +111,10 @@ def _flow_model(args, device):
     return load_flow_model(args.flow_weights or "searaft", device)
 
 
+def _dtype(args):
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[getattr(args, "dtype", "fp32")]
+
+
 def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: StageTimer,
                 prev_video_results: Optional[dict] = None, flow_model=None):
     """Run inference and global alignment on view dicts; returns ``(Reconstruction, scene)``."""
@@ -125,9 +129,9 @@ def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: Stag
         imgs[1]["idx"] = 1
     graph = scene_graph_string(args.scenegraph_type, args.winsize, args.refid, len(imgs))
     pairs = make_pairs(imgs, scene_graph=graph, prefilter=None, symmetrize=True)
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     with timer("inference"):
-        output = inference(pairs, model, device, batch_size=args.batch_size, verbose=not args.silent, dtype=dtype)
+        output = inference(pairs, model, device, batch_size=args.batch_size, verbose=not args.silent,
+                           dtype=_dtype(args))
     if len(imgs) == 2:
         with timer("alignment"):
             scene = global_aligner(output, device=device, mode=GlobalAlignerMode.PairViewer, verbose=not args.silent)
@@ -162,22 +166,6 @@ def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: Stag
     return scene.result(), scene
 
 
-def write_realtime_outputs(output: Dict[str, Any], folder: Path) -> None:
-    """Real-time mode files (spec optimizer.md 10.2): per pair b ``pts3d{1,2}_p{b}.npy`` [H,W,6] (points in the
-    reference camera + RGB in [0,1]), ``conf{1,2}_p{b}.npy`` [H,W], ``img{1,2}_p{b}.png``."""
-    import cv2
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for b in range(len(output["view1"]["idx"])):
-        for side, key in ((1, "pts3d"), (2, "pts3d_in_other_view")):
-            view, pred = output[f"view{side}"], output[f"pred{side}"]
-            rgb = (view["img"][b].permute(1, 2, 0).numpy() * 0.5 + 0.5).clip(0, 1)
-            pts = pred[key][b].numpy()
-            np.save(folder / f"pts3d{side}_p{b}.npy", np.concatenate([pts, rgb], -1).astype(np.float32))
-            np.save(folder / f"conf{side}_p{b}.npy", pred["conf"][b].numpy().astype(np.float32))
-            cv2.imwrite(str(folder / f"img{side}_p{b}.png"), (rgb[..., ::-1] * 255).round().astype(np.uint8))
-
-
 def run_demo(args) -> Path:
     """Non-interactive demo run; writes ``<output_dir>/<seq_name>/`` atomically and returns that folder."""
     from monst3r.utils.image import load_images
@@ -205,39 +193,47 @@ def run_demo(args) -> Path:
                            fps=args.fps, num_frames=args.num_frames, imgs=imgs)
         if len(imgs) < 1:
             raise Monst3rInputError(f"no frames in {args.input}")
+        if not args.real_time:  # validate the graph settings before the slow steps
+            scene_graph_string(args.scenegraph_type, args.winsize, args.refid, max(len(imgs), 2))
+        parse_intrinsics(args.intrinsics, imgs[0]["img"].shape[-1], imgs[0]["img"].shape[-2])
         model = load_network(args.weights, args.model_name, device)
         # fail early (before the long inference) when the flow weights are missing
         flow_model = _flow_model(args, device) if not args.real_time and len(imgs) > 2 else None
-    tmp = Path(tempfile.mkdtemp(prefix=f".{args.seq_name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
-    try:
-        if args.real_time:
-            from monst3r.image_pairs import make_pairs
-            from monst3r.inference import inference
+    if args.real_time:
+        from monst3r.image_pairs import make_pairs
+        from monst3r.inference import inference
+        from monst3r.io import save_realtime_outputs
 
-            pairs = make_pairs(imgs, scene_graph=f"oneref-{len(imgs) // 2}", symmetrize=False)
-            with timer("inference"):
-                output = inference(pairs, model, device, batch_size=args.batch_size, verbose=not args.silent)
-            with timer("write"):
-                write_realtime_outputs(output, tmp)
-            n = len(imgs)
-        else:
-            result, _ = reconstruct(imgs, model, args, device, timer, prev, flow_model)
-            with timer("write"):
-                from monst3r.io import save_result
+        pairs = make_pairs(imgs, scene_graph=f"oneref-{len(imgs) // 2}", symmetrize=False)
+        with timer("inference"):
+            output = inference(pairs, model, device, batch_size=args.batch_size, verbose=not args.silent,
+                               dtype=_dtype(args))
+        with timer("write"):
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+            try:
+                save_realtime_outputs(output, tmp)
+                if out_dir.exists():
+                    shutil.rmtree(out_dir)
+                os.replace(tmp, out_dir)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        n = len(imgs)
+    else:
+        result, _ = reconstruct(imgs, model, args, device, timer, prev, flow_model)
+        with timer("write"):
+            from monst3r.io import save_result
 
-                save_result(result, tmp, min_conf_thr=args.min_conf_thr)
-                export_extra(result, tmp, args.export)
-            n = result.n_frames
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            # atomic: built in a temporary sibling folder and renamed (nothing half-written on error)
+            save_result(result, out_dir, min_conf_thr=args.min_conf_thr,
+                        enlarge_kernel=5 if args.use_gt_davis_masks else 3)
+            export_extra(result, out_dir, args.export)
+        n = result.n_frames
+    viewer = "visualizer_monst3r_realtime.py" if args.real_time else "visualizer_monst3r.py"
     print(f"done: {n} frames, {timer.summary()}, peak memory {peak_memory_gib(device):.2f} GiB "
           f"({'GPU' if device.type == 'cuda' else 'RSS'}); result in {out_dir} "
-          f"(view: python viser/visualizer_monst3r.py --data {out_dir})")
+          f"(view: python viser/{viewer} --data {out_dir})")
     return out_dir
 
 
@@ -245,12 +241,12 @@ def export_extra(result, folder: Path, formats: Optional[str]) -> None:
     """``--export ply,colmap``: extra formats next to the original's files."""
     if not formats:
         return
-    from monst3r import export
+    from monst3r.io import export_colmap, export_ply_frames
 
     for fmt in [f.strip().lower() for f in formats.split(",") if f.strip()]:
         if fmt == "ply":
-            export.save_ply(result, folder / "scene.ply")
+            export_ply_frames(result, folder / "ply")
         elif fmt == "colmap":
-            export.save_colmap(result, folder / "colmap")
+            export_colmap(result, folder / "colmap")
         else:
             raise Monst3rInputError(f"--export {fmt!r}: supported formats are ply and colmap")

@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     for k, (xyz, rgb) in enumerate(frames):
         nodes.append(server.scene.add_frame(f"/frames/t{k}", show_axes=False))
         server.scene.add_point_cloud(f"/frames/t{k}/points", points=xyz, colors=rgb, point_size=args.point_size,
-                                     point_shape="rounded")
+                                     point_shape="rounded", precision="float32")
     step, _ = add_playback_gui(server, nodes, fps=args.fps)
     print(f"viewer: {len(nodes)} frames from {args.data_path} at http://{args.host}:{server.get_port()}")
     if args.exit_after_build:
