@@ -14,6 +14,7 @@ $PY bench/bench_forward.py --config vitl --size 512 --batch 8 --dtype bf16 --ite
 $PY bench/bench_forward.py --config vitl --size 512 --batch 32 --dtype bf16 --iters 3
 $PY bench/bench_inference.py --config vitl --frames 65 --size 512 --batch 16 --runs fp32:nocache,fp32:cache,bf16:cache
 if [ -f bench/bench_optimizer.py ]; then timeout 240 $PY bench/bench_optimizer.py --device cuda || true; fi
-if [ -f bench/bench_demo.py ]; then timeout 240 $PY bench/bench_demo.py --device cuda || true; fi
+timeout 200 $PY bench/bench_demo.py --device cuda --frames 65 --dtype fp32 || true
+timeout 150 $PY bench/bench_demo.py --device cuda --frames 65 --dtype bf16 || true
 $PY bench/report.py
 if [ -n "${OUT:-}" ]; then cp bench/results/*.jsonl "$OUT"/ 2>/dev/null || true; fi

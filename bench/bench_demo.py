@@ -1,0 +1,91 @@
+"""End-to-end demo pipeline timing and peak memory: pair inference, optical flow, dynamic masks, optimization.
+
+    python bench/bench_demo.py --device cuda --frames 65 --dtype bf16
+    python bench/bench_demo.py --device cuda --frames 200 --window_wise
+    python bench/bench_demo.py --device cpu --config tiny --frames 6 --size 224 --niter 10     # smoke run
+
+Network and flow weights are random (the official ones cannot be downloaded here; speed does not depend on them);
+the input is the synthetic generator's video at 512x288 (``--size 512``). The demo's defaults otherwise
+(swinstride-5 graph, 300 iterations, flow loss 0.01, temporal smoothing). Appends a JSON line to
+``bench/results/demo.jsonl``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_forward import CONFIGS, device_name  # noqa: E402
+
+
+def synthetic_views(n: int, size: int, seed: int = 0):
+    import PIL.Image
+
+    from monst3r.datasets.synthetic import SceneConfig, SyntheticScene
+    from monst3r.utils.image import _to_view, crop_img
+
+    W, H = (512, 288) if size == 512 else (224, 224)
+    scene = SyntheticScene(SceneConfig(width=W, height=H, num_frames=n, seed=seed))
+    views = []
+    for i in range(n):
+        img = crop_img(PIL.Image.fromarray(scene.frame(i).rgb), size)
+        views.append(_to_view(img, i, f"synthetic_{i:05d}", None))
+    return views
+
+
+def main(argv=None):
+    import demo
+    from monst3r.model import model_from_string
+    from monst3r.pipeline import StageTimer, reconstruct
+    from monst3r.utils.device import peak_memory_gib, resolve_device
+    from third_party.raft import SEARAFT, SEARAFTConfig
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", choices=sorted(CONFIGS), default="vitl")
+    p.add_argument("--frames", type=int, default=65)
+    p.add_argument("--size", type=int, default=512, choices=[512, 224])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "demo.jsonl"))
+    a, rest = p.parse_known_args(argv)
+    dargs = demo.get_parser().parse_args(["--input", "unused", "--no_sam2", "--silent"] + rest)
+    dev = resolve_device(a.device)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    views = synthetic_views(a.frames, a.size)
+    t_gen = time.perf_counter() - t0
+    model = model_from_string(CONFIGS[a.config], for_inference=True).to(dev).eval()
+    flow = SEARAFT(SEARAFTConfig()).to(dev).eval() if dargs.flow_loss_weight > 0 else None
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+    timer = StageTimer()
+    t0 = time.perf_counter()
+    res, scene = reconstruct(views, model, dargs, dev, timer, None, flow)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    total = time.perf_counter() - t0
+    row = dict(bench="demo", config=a.config, frames=a.frames, size=f"{views[0]['img'].shape[-1]}x{views[0]['img'].shape[-2]}",
+               dtype=dargs.dtype, niter=dargs.niter, batchify=not (dargs.not_batchify or dargs.window_wise),
+               window_wise=dargs.window_wise, total_s=total, **{f"{k}_s": v for k, v in timer.times.items()},
+               peak_gpu_gib=peak_memory_gib(dev) if dev.type == "cuda" else None,
+               peak_rss_gib=peak_memory_gib(torch.device("cpu")), device=device_name(dev),
+               finite=bool(np.isfinite(res.poses).all()), input_generation_s=t_gen, torch=torch.__version__,
+               time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    with open(a.out, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row, indent=1))
+    return row
+
+
+if __name__ == "__main__":
+    main()
