@@ -10,7 +10,13 @@ from golden_weights import golden_state_dict
 from monst3r.model import AsymmetricCroCo3DStereo, load_model, model_from_string
 from monst3r.utils.misc import interleave
 
-torch.set_grad_enabled(False)
+
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    """Inference only in this module (without touching the global autograd state of other test modules)."""
+    with torch.no_grad():
+        yield
 
 
 def _manifest(golden, name):

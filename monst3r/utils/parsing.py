@@ -26,9 +26,11 @@ _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 
 
 class _Evaluator:
-    def __init__(self, callables: Mapping[str, Callable], allow_binops: bool):
+    def __init__(self, callables: Mapping[str, Callable], allow_binops: bool,
+                 names: Optional[Mapping[str, Any]] = None):
         self.callables = dict(callables)
         self.allow_binops = allow_binops
+        self.names = dict(names or {})
 
     def __call__(self, node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
@@ -40,6 +42,8 @@ class _Evaluator:
         if isinstance(node, ast.Name):
             if node.id in _CONST_NAMES:
                 return _CONST_NAMES[node.id]
+            if node.id in self.names:
+                return self.names[node.id]
             raise SafeParseError(f"name {node.id!r} is not allowed here")
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             if (node.value.id, node.attr) in _CONST_ATTRS:
@@ -80,15 +84,19 @@ class _Evaluator:
         return self.callables[node.func.id](*args, **kwargs)
 
 
-def safe_eval(expr: str, callables: Optional[Mapping[str, Callable]] = None, allow_binops: bool = False) -> Any:
-    """Evaluate ``expr`` made only of literals and calls of ``callables`` (name -> callable). No code runs."""
+def safe_eval(expr: str, callables: Optional[Mapping[str, Callable]] = None, allow_binops: bool = False,
+              names: Optional[Mapping[str, Any]] = None) -> Any:
+    """Evaluate ``expr`` made only of literals and calls of ``callables`` (name -> callable). No code runs.
+
+    ``names`` (optional): bare names that stand for the given objects (e.g. ``L21`` in criterion strings).
+    """
     if not isinstance(expr, str):
         raise SafeParseError(f"expected a string, got {type(expr).__name__}")
     try:
         tree = ast.parse(expr.strip(), mode="eval")
     except SyntaxError as exc:
         raise SafeParseError(f"cannot parse {expr[:120]!r}: {exc.msg}") from None
-    return _Evaluator(callables or {}, allow_binops)(tree)
+    return _Evaluator(callables or {}, allow_binops, names)(tree)
 
 
 # ---------------------------------------------------------------------------------------------- model strings
@@ -125,3 +133,69 @@ def parse_model_string(model_str: str) -> Tuple[str, Dict[str, Any]]:
     if out is not captured or "name" not in captured:
         raise SafeParseError(f"not a model constructor string: {model_str[:120]!r}")
     return captured["name"], captured["kwargs"]
+
+
+# ---------------------------------------------------------------------------------- criterion / dataset strings
+def _segment(expr: str, node: ast.AST) -> str:
+    seg = ast.get_source_segment(expr, node) or ast.dump(node)
+    return seg if len(seg) <= 100 else seg[:97] + "..."
+
+
+def check_expression(expr: str, callables: Mapping[str, Any], names: Mapping[str, Any], what: str) -> ast.AST:
+    """Parse ``expr`` and reject, naming the offending part, any call of or reference to an unknown name, any
+    attribute access other than the ``inf`` constants, and any construct other than literals, calls, unary +/-
+    and the binary operators ``+ - * / // @``. Returns the parsed tree."""
+    if not isinstance(expr, str) or not expr.strip():
+        raise SafeParseError(f"empty {what}")
+    text = expr.strip()
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        where = f" at column {exc.offset}" if exc.offset else ""
+        near = f" near {text[max(0, (exc.offset or 1) - 1):][:40]!r}" if exc.offset else ""
+        raise SafeParseError(f"cannot parse {what}{where}{near}: {exc.msg}") from None
+    allowed = (ast.Expression, ast.Constant, ast.Name, ast.Call, ast.keyword, ast.Tuple, ast.List, ast.Dict,
+               ast.UnaryOp, ast.USub, ast.UAdd, ast.BinOp, ast.Load, ast.Attribute) + tuple(_BINOPS)
+    known_calls = sorted(callables)
+    for node in ast.walk(tree):
+        if not isinstance(node, allowed):
+            raise SafeParseError(f"{what}: {_segment(text, node)!r} is not allowed (only literals, calls of "
+                                 f"known names and + - * / @ are)")
+        if isinstance(node, ast.Call):
+            f = node.func
+            if not isinstance(f, ast.Name):
+                raise SafeParseError(f"{what}: call {_segment(text, node)!r} is not allowed")
+            if f.id not in callables and f.id != "float":
+                raise SafeParseError(f"{what}: unknown name {f.id!r} in {_segment(text, node)!r} "
+                                     f"(known: {', '.join(known_calls)})")
+        elif isinstance(node, ast.Name):
+            if node.id not in callables and node.id not in names and node.id not in _CONST_NAMES \
+                    and node.id != "float":
+                known = sorted(set(names) | set(_CONST_NAMES) - {"nan"})
+                raise SafeParseError(f"{what}: unknown name {node.id!r} (known values: {', '.join(known)}; "
+                                     f"known calls: {', '.join(known_calls)})")
+        elif isinstance(node, ast.Attribute):
+            if not (isinstance(node.value, ast.Name) and (node.value.id, node.attr) in _CONST_ATTRS):
+                raise SafeParseError(f"{what}: attribute {_segment(text, node)!r} is not allowed")
+    return tree
+
+
+def parse_criterion(expr: str):
+    """Criterion string -> loss module, e.g. ``ConfLoss(Regr3D(L21, norm_mode='avg_dis'), alpha=0.2)``,
+    ``Regr3D_ScaleShiftInv(L21, gt_scale=True)``, ``0.5 * Regr3D(L21) + ConfLoss(...)``.
+
+    Names: the loss classes of :data:`monst3r.losses.CRITERIA` and the bare ``L21``. Errors (unknown name, wrong
+    argument, not a loss) raise :class:`SafeParseError` naming the offending part.
+    """
+    from monst3r import losses
+
+    check_expression(expr, losses.CRITERIA, losses.CRITERION_NAMES, "criterion")
+    try:
+        out = safe_eval(expr, losses.CRITERIA, allow_binops=True, names=losses.CRITERION_NAMES)
+    except SafeParseError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise SafeParseError(f"criterion {expr.strip()[:120]!r}: {exc}") from None
+    if not isinstance(out, losses.MultiLoss):
+        raise SafeParseError(f"criterion {expr.strip()[:120]!r} is not a loss (got {type(out).__name__})")
+    return out
