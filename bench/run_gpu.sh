@@ -11,10 +11,9 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 $PY bench/bench_forward.py --config vitl --size 512 --batch 8 --dtype fp32 --iters 5
 $PY bench/bench_forward.py --config vitl --size 512 --batch 8 --dtype bf16 --iters 5
-$PY bench/bench_forward.py --config vitl --size 512 --batch 32 --dtype bf16 --iters 3
 $PY bench/bench_inference.py --config vitl --frames 65 --size 512 --batch 16 --runs fp32:nocache,fp32:cache,bf16:cache
-if [ -f bench/bench_optimizer.py ]; then timeout 240 $PY bench/bench_optimizer.py --device cuda || true; fi
-timeout 200 $PY bench/bench_demo.py --device cuda --frames 65 --dtype fp32 || true
-timeout 150 $PY bench/bench_demo.py --device cuda --frames 65 --dtype bf16 || true
+if [ -f bench/bench_optimizer.py ]; then timeout 60 $PY bench/bench_optimizer.py --device cuda || true; fi
+timeout 150 $PY bench/bench_demo.py --device cuda --frames 65 --dtype fp32 || true
+timeout 120 $PY bench/bench_demo.py --device cuda --frames 65 --dtype bf16 || true
 $PY bench/report.py
 if [ -n "${OUT:-}" ]; then cp bench/results/*.jsonl "$OUT"/ 2>/dev/null || true; fi
