@@ -1,0 +1,984 @@
+"""``PointCloudOptimizer``: global alignment of per-frame depth, pose and intrinsics (optimizer.md 4-9).
+
+Parameters (batched layout, also used by the non-batched and window-wise modes):
+``im_depthmaps [N, maxHW]`` log-depth, ``im_poses [N, 7]`` (XYZW quaternion + signed-log translation, c2w),
+``im_focals [1 | N, 1]`` (focal = exp(p / focal_break)), ``im_pp [N, 2]`` (pp = (W/2, H/2) + 10 p),
+``pw_poses [E, 8]`` and ``pw_adaptors [E, 2]`` (base class).
+
+Loss (section 5): pairwise alignment + temporal smoothness + optical-flow consistency on static pixels
+(+ optional depth prior). Modes:
+- batched (default): one vectorised forward over all pairs;
+- non-batched (``batchify=False``): pairs processed in chunks with gradient accumulation through detached
+  leaves, so the peak memory holds one chunk's intermediates. By default the result equals the batched mode;
+  ``faithful=True`` reproduces the original's per-edge normalisation of the flow and depth terms (bug 14.6);
+- window-wise (``window_wise=True``): overlapping windows of frames optimised one after the other (section 9.1),
+  optionally continuing a previous result (``prev_video_results``).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from monst3r.cloud_opt import init_im_poses
+from monst3r.cloud_opt.base_opt import BasePCOptimizer, make_adam
+from monst3r.cloud_opt.commons import ALL_DISTS, get_lr, ravel_pad_stack, reverse_edge_index
+from monst3r.cloud_opt.kernels import ego_flow_loss, pair_align_dist
+from monst3r.cloud_opt.losses import depth_regularization_si_weighted
+from monst3r.errors import Monst3rInputError
+from monst3r.utils.geometry import tum_to_pose_matrix, xy_grid
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEARAFT_CKPT = "searaft"        # third_party.raft name of Tartan-C-T-TSKH-spring540x960-M.pth
+DEFAULT_RAFT_SINTEL_CKPT = "raft-sintel"  # classic RAFT, raft-sintel.pth (sintel_ckpt=True)
+
+
+@dataclass
+class _Ctx:
+    """Index data of one (sub-)problem: a range of frames and the pairs inside it (local frame indices)."""
+    n: int                      # number of frames
+    ei: torch.Tensor            # [e] local index of view 1
+    ej: torch.Tensor            # [e] local index of view 2
+    pred: torch.Tensor          # [2e, 3, HW] channels first: view-1 predictions of the pairs, then view-2 ones
+    w_norm: torch.Tensor        # [2e, HW] loss weights divided by the normalisation (total area, or area * e)
+    idx: torch.Tensor           # [2e] image of each row of ``pred`` (cat(ei, ej))
+    grid: torch.Tensor          # [2, HW] (shared) or [n, 2, HW]
+    edge_ids: torch.Tensor      # [e] global edge indices
+    fl_src: torch.Tensor | None = None     # [D] local source frame of each directed flow pair
+    fl_tgt: torch.Tensor | None = None
+    fl_obs: torch.Tensor | None = None     # [D, 2, HW] observed optical flow
+    fl_static: torch.Tensor | None = None  # [D, 1, HW] float 0/1, static pixels of the source
+    fl_group: torch.Tensor | None = None   # [D] 0 = i->j direction of an edge, 1 = j->i (two pooled groups)
+    fl_factor: float = 1.0                 # 2 when each directed pair stands for both directions of a pair
+    dyn: torch.Tensor | None = None        # [n, HW] bool dynamic masks (depth prior)
+    init_depth: torch.Tensor | None = None  # [n, HW] (depth prior)
+
+
+@dataclass
+class _Vars:
+    """Decoded variables of a (sub-)problem: depth ``[n, HW]``, image c2w R ``[n, 3, 3]`` / T ``[n, 3]``, focals
+    ``[n]``, principal points ``[n, 2]``, scaled pair poses M ``[e, 3, 3]`` / t ``[e, 3]``, adaptors ``[e, 3]``."""
+    depth: torch.Tensor
+    R: torch.Tensor
+    T: torch.Tensor
+    focals: torch.Tensor
+    pps: torch.Tensor
+    M: torch.Tensor
+    t: torch.Tensor
+    adapt: torch.Tensor | None = None
+
+
+class PointCloudOptimizer(BasePCOptimizer):
+    """Optimise a global point cloud (depth + pose + intrinsics per image) from pairwise predictions.
+
+    Original options and defaults: ``optimize_pp=False``, ``focal_break=20``, ``shared_focal=False``,
+    ``flow_loss_fn='smooth_l1'`` (or 'mse'), ``flow_loss_weight=0``, ``depth_regularize_weight=0``,
+    ``num_total_iter=300``, ``temporal_smoothing_weight=0``, ``translation_weight=0.1``,
+    ``flow_loss_start_epoch=0.15``, ``flow_loss_thre=50``, ``sintel_ckpt=False``, ``use_self_mask=False``,
+    ``pxl_thre=50``, ``sam2_mask_refine=True``, ``motion_mask_thre=0.35``, ``batchify=True``,
+    ``window_wise=False``, ``window_size=100``, ``window_overlap_ratio=0.5``, ``prev_video_results=None``.
+
+    Additions: ``flows=(flow_ij, flow_ji[, valid_i, valid_j])`` precomputed optical flows per edge
+    (``[E, 2, H, W]``, flow from image i to j and back; skips the flow network); ``flow_model`` (a loaded flow
+    network) or ``flow_checkpoint`` (path or name for ``third_party.raft.load_flow_model``);
+    ``dynamic_masks`` (``[N, H, W]`` bool, user masks: no self masks are computed);
+    ``flow_use_validity`` (also ignore pixels failing the forward-backward check; off = the original's loss);
+    ``sam2_checkpoint`` / ``sam2_config``; ``chunk_size`` (pairs per chunk in non-batched mode);
+    ``niter_PnP_pairs`` (RANSAC iterations of the motion-mask pair views, 100); ``faithful`` (see base class).
+    """
+
+    has_im_poses = True
+
+    def __init__(self, *args, optimize_pp: bool = False, focal_break: float = 20, shared_focal: bool = False,
+                 flow_loss_fn: str = "smooth_l1", flow_loss_weight: float = 0.0,
+                 depth_regularize_weight: float = 0.0, num_total_iter: int = 300,
+                 temporal_smoothing_weight: float = 0, translation_weight: float | str = 0.1,
+                 flow_loss_start_epoch: float = 0.15, flow_loss_thre: float = 50, sintel_ckpt: bool = False,
+                 use_self_mask: bool = False, pxl_thre: float = 50, sam2_mask_refine: bool = True,
+                 motion_mask_thre: float = 0.35, batchify: bool = True, window_wise: bool = False,
+                 window_size: int = 100, window_overlap_ratio: float = 0.5, prev_video_results: dict | None = None,
+                 flows=None, flow_model=None, flow_checkpoint: str | None = None, flow_use_validity: bool = False,
+                 sam2_checkpoint: str | None = None, sam2_config: str | None = None, chunk_size: int | None = None,
+                 niter_PnP_pairs: int = 100, **kw: Any):
+        super().__init__(*args, **kw)
+        N, A, dev = self.n_imgs, self.max_area, self.device
+        self.focal_break = focal_break
+        self.shared_focal = shared_focal
+        self.optimize_pp = optimize_pp
+        self.num_total_iter = num_total_iter
+        self.temporal_smoothing_weight = float(temporal_smoothing_weight)
+        self.translation_weight = float(translation_weight)
+        self.flow_loss_weight = float(flow_loss_weight)
+        self.flow_loss_start_epoch = flow_loss_start_epoch
+        self.flow_loss_thre = flow_loss_thre
+        self.depth_regularize_weight = float(depth_regularize_weight)
+        self.pxl_thre = pxl_thre
+        self.motion_mask_thre = motion_mask_thre
+        self.use_self_mask = use_self_mask
+        self.sam2_mask_refine = sam2_mask_refine
+        self.flow_use_validity = flow_use_validity
+        if flow_loss_fn not in ("smooth_l1", "mse"):
+            raise ValueError(f"bad flow_loss_fn {flow_loss_fn!r}; use 'smooth_l1' or 'mse'")
+        self.flow_loss_fn = flow_loss_fn
+        self.window_wise = window_wise
+        self.batchify = batchify and not window_wise
+        self.window_size = window_size
+        self.window_overlap_ratio = window_overlap_ratio
+        self.chunk_size = chunk_size
+        self.sam2_status = "off"
+        self.sam2_dynamic_masks = None
+        self.init_depthmaps: list[torch.Tensor] | None = None
+
+        # parameters
+        self.im_depthmaps = nn.Parameter(torch.randn(N, A, device=dev) / 10 - 3)
+        self.im_poses = nn.Parameter(self.rand_pose((N, self.POSE_DIM)).float().to(dev))
+        default_focals = torch.tensor([self.focal_break * np.log(max(H, W)) for H, W in self.imshapes],
+                                      dtype=torch.float32, device=dev)
+        self.im_focals = nn.Parameter(default_focals[:1].clone().view(1, 1) if shared_focal
+                                      else default_focals.view(N, 1).clone())
+        self.im_pp = nn.Parameter(torch.zeros(N, 2, device=dev))
+        self.im_pp.requires_grad_(optimize_pp)
+        self.register_buffer("_pp", torch.tensor([(W / 2, H / 2) for H, W in self.imshapes],
+                                                 dtype=torch.float32, device=dev), persistent=False)
+        grids = [xy_grid(W, H, device=dev, dtype=torch.float32).reshape(-1, 2) for H, W in self.imshapes]
+        # pixel grids, channels-first [N, 2, maxHW] (zero padded)
+        self.register_buffer("_grid", ravel_pad_stack(grids, A, 1).to(dev).transpose(1, 2).contiguous(),
+                             persistent=False)
+        self.register_buffer("_root_mask", torch.zeros(N, dtype=torch.bool, device=dev), persistent=False)
+
+        # optical flow, motion masks
+        self.flow_ij = self.flow_ji = self.flow_valid_mask_i = self.flow_valid_mask_j = None
+        self._flow_data = None
+        if self.flow_loss_weight > 0:
+            if not self.same_size:
+                log.warning("images have different sizes: the optical-flow loss and the self motion masks need "
+                            "equal sizes and are disabled")
+                self.flow_loss_weight = 0.0
+            else:
+                self._setup_flow(flows, flow_model, flow_checkpoint, sintel_ckpt, niter_PnP_pairs,
+                                 sam2_checkpoint, sam2_config)
+        elif flows is not None:
+            self._store_flows(flows)
+
+        # continuation of a previous window-wise result
+        self.n_prev_frames = 0
+        self._prev_cleaned = False
+        if prev_video_results is not None:
+            self._preset_prev_results(prev_video_results)
+        self._full_ctx: _Ctx | None = None
+
+    # ------------------------------------------------------------------------------------------------------
+    # flows and masks
+    # ------------------------------------------------------------------------------------------------------
+    def _store_flows(self, flows) -> None:
+        if not isinstance(flows, (list, tuple)) or len(flows) not in (2, 4):
+            raise Monst3rInputError("flows must be (flow_ij, flow_ji) or (flow_ij, flow_ji, valid_i, valid_j)")
+        E = self.n_edges
+        H, W = self.imshapes[0]
+        fij = torch.as_tensor(np.asarray(flows[0]) if not isinstance(flows[0], torch.Tensor) else flows[0])
+        fji = torch.as_tensor(np.asarray(flows[1]) if not isinstance(flows[1], torch.Tensor) else flows[1])
+        for name, f in (("flow_ij", fij), ("flow_ji", fji)):
+            if tuple(f.shape) != (E, 2, H, W):
+                raise Monst3rInputError(f"{name} must be [{E}, 2, {H}, {W}] (one flow per pair), got {tuple(f.shape)}")
+        self.flow_ij = fij.float().to(self.device)
+        self.flow_ji = fji.float().to(self.device)
+        if len(flows) == 4 and flows[2] is not None:
+            self.flow_valid_mask_i = torch.as_tensor(flows[2]).bool().reshape(E, 1, H, W).to(self.device)
+            self.flow_valid_mask_j = torch.as_tensor(flows[3]).bool().reshape(E, 1, H, W).to(self.device)
+
+    def _compute_flows(self, flow_model, flow_checkpoint, sintel_ckpt) -> None:
+        """Flow network on every unordered pair once (both directions), mirrored to all directed edges."""
+        from monst3r.cloud_opt import motion  # written alongside; imported lazily (needs the flow network)
+        if flow_model is None:
+            from third_party.raft import load_flow_model
+            name = flow_checkpoint or (DEFAULT_RAFT_SINTEL_CKPT if sintel_ckpt else DEFAULT_SEARAFT_CKPT)
+            flow_model = load_flow_model(name, self.device)
+        rev = reverse_edge_index(self.edges)
+        if rev is None:
+            unique = list(range(self.n_edges))
+        else:
+            unique = [e for e in range(self.n_edges) if e <= rev[e]]
+        imgs = self._imgs.reshape(self.n_imgs, *self.imshapes[0], 3)
+        fij, fji, vi, vj = motion.compute_pair_flows(flow_model, imgs, [self.edges[e] for e in unique],
+                                                     chunk_size=12, iters=20)
+        fij, fji, vi, vj = (t.to(self.device) for t in (fij, fji, vi, vj))
+        E = self.n_edges
+        H, W = self.imshapes[0]
+        F_ij = torch.empty(E, 2, H, W, device=self.device)
+        F_ji = torch.empty_like(F_ij)
+        V_i = torch.empty(E, 1, H, W, dtype=torch.bool, device=self.device)
+        V_j = torch.empty_like(V_i)
+        for u, e in enumerate(unique):
+            F_ij[e], F_ji[e], V_i[e], V_j[e] = fij[u], fji[u], vi[u].reshape(1, H, W), vj[u].reshape(1, H, W)
+            if rev is not None and rev[e] != e:
+                r = rev[e]
+                F_ij[r], F_ji[r], V_i[r], V_j[r] = fji[u], fij[u], vj[u].reshape(1, H, W), vi[u].reshape(1, H, W)
+        self.flow_ij, self.flow_ji, self.flow_valid_mask_i, self.flow_valid_mask_j = F_ij, F_ji, V_i, V_j
+        del flow_model
+
+    def _setup_flow(self, flows, flow_model, flow_checkpoint, sintel_ckpt, niter_PnP_pairs,
+                    sam2_checkpoint, sam2_config) -> None:
+        if flows is not None:
+            self._store_flows(flows)
+        else:
+            self._compute_flows(flow_model, flow_checkpoint, sintel_ckpt)
+        if self.use_self_mask and not self.user_dynamic_masks:
+            if not self.is_symmetrized:
+                raise Monst3rInputError("self motion masks (use_self_mask=True) need a symmetrized pair graph; "
+                                        "build the pairs with symmetrize=True or pass dynamic_masks")
+            from monst3r.cloud_opt.motion_mask import motion_masks_from_pairs
+            H, W = self.imshapes[0]
+            E = self.n_edges
+            masks = motion_masks_from_pairs(
+                self._stacked_pred_i.unflatten(1, (H, W)), self._stacked_pred_j.unflatten(1, (H, W)),
+                self._stacked_conf_i.reshape(E, H, W), self._stacked_conf_j.reshape(E, H, W), self.edges,
+                self.flow_ij, self.flow_ji, self.n_imgs, motion_mask_thre=self.motion_mask_thre,
+                min_conf_thr=self.min_conf_thr, niter_PnP=niter_PnP_pairs, faithful=self.faithful)
+            self._dyn.copy_(masks.reshape(self.n_imgs, -1))
+            self.mask_source = "self"
+        if self.sam2_mask_refine:
+            self._refine_with_sam2(sam2_checkpoint, sam2_config)
+
+    def _refine_with_sam2(self, checkpoint, config) -> None:
+        """OR the current masks with SAM2's propagation (optimizer.md 7.3); skipped with a warning if unavailable."""
+        try:
+            from monst3r.cloud_opt import motion
+            refine = motion.refine_motion_masks_with_sam2
+        except (ImportError, AttributeError) as err:
+            log.warning("SAM2 mask refinement skipped: %s", err)
+            self.sam2_status = f"skipped: {err}"
+            return
+        H, W = self.imshapes[0]
+        imgs = self._imgs.reshape(self.n_imgs, H, W, 3)
+        masks = self._dyn.reshape(self.n_imgs, H, W)
+        try:
+            res = refine(imgs, masks, checkpoint=checkpoint, config=config, device=self.device)
+        except (ImportError, FileNotFoundError, RuntimeError) as err:
+            log.warning("SAM2 mask refinement skipped: %s", err)
+            self.sam2_status = f"skipped: {err}"
+            return
+        if hasattr(res, "skipped"):  # motion.Sam2Refinement(masks, sam2_masks, skipped, reason)
+            if res.skipped:
+                self.sam2_status = f"skipped: {res.reason}"
+                return
+            sam2_only = res.sam2_masks
+        else:  # (masks, info) form
+            refined, info = res
+            if (info or {}).get("skipped"):
+                self.sam2_status = f"skipped: {(info or {}).get('reason')}"
+                return
+            sam2_only = (info or {}).get("sam2_masks", refined)
+        sam2_only = torch.stack([torch.as_tensor(m) for m in sam2_only]) if isinstance(sam2_only, (list, tuple)) \
+            else torch.as_tensor(sam2_only)
+        sam2_only = sam2_only.bool().to(self.device).reshape(self.n_imgs, H, W)
+        self.sam2_dynamic_masks = list(sam2_only.unbind(0))
+        # the loss uses the union (optimizer.md 7.3)
+        self._dyn.copy_((masks | sam2_only).reshape(self.n_imgs, -1))
+        self.sam2_status = "refined"
+
+    # ------------------------------------------------------------------------------------------------------
+    # getters
+    # ------------------------------------------------------------------------------------------------------
+    def get_focals(self) -> torch.Tensor:
+        """``[N, 1]`` focal lengths (the shared one repeated)."""
+        f = (self.im_focals / self.focal_break).exp()
+        return f.expand(self.n_imgs, 1) if self.shared_focal else f
+
+    def get_principal_points(self) -> torch.Tensor:
+        """``[N, 2]`` (cx, cy)."""
+        return self._pp + 10 * self.im_pp
+
+    def _pose_params(self) -> torch.Tensor:
+        """Image pose parameters with the gauge-anchor (root) translation frozen explicitly (default mode; in
+        faithful mode it is frozen only by the zero gradient of signed_expm1 at exactly 0, as the original)."""
+        p = self.im_poses
+        if not self.faithful and bool(self._root_mask.any()):
+            p = torch.where(self._root_mask[:, None] & (torch.arange(7, device=p.device) >= 4), p.detach(), p)
+        return p
+
+    def get_im_poses(self) -> torch.Tensor:
+        """``[N, 4, 4]`` camera-to-world."""
+        return self._get_poses(self._pose_params())
+
+    def get_depthmaps(self, raw: bool = False):
+        """exp of the log-depth parameters: ``[N, maxHW]`` when raw, else a list of ``[H, W]``."""
+        res = self.im_depthmaps.exp()
+        if raw:
+            return res
+        return [self._unravel(d, k) for k, d in enumerate(res)]
+
+    def depth_to_pts3d(self) -> torch.Tensor:
+        """``[N, maxHW, 3]`` world points of every pixel."""
+        c2w = self.get_im_poses()
+        return self._world_points(self.im_depthmaps.exp(), c2w[:, :3, :3], c2w[:, :3, 3], self.get_focals(),
+                                  self.get_principal_points(), self._grid).transpose(1, 2)
+
+    def get_pts3d(self, raw: bool = False, **kw):
+        """World points: ``[N, maxHW, 3]`` when raw, else a list of ``[H, W, 3]`` (extra kwargs ignored)."""
+        res = self.depth_to_pts3d()
+        if raw:
+            return res
+        return [self._unravel(p, k) for k, p in enumerate(res)]
+
+    def get_init_depthmaps(self):
+        return self.init_depthmaps
+
+    @staticmethod
+    def _world_points(depth, R, T, focals, pps, grid) -> torch.Tensor:
+        """depth ``[n, HW]``, R ``[n, 3, 3]``, T ``[n, 3]`` (c2w), focals ``[n]``, pps ``[n, 2]``, grid ``[2, HW]`` or
+        ``[n, 2, HW]`` -> channels-first world points ``[n, 3, HW]`` (camera point (d (u-cx)/f, d (v-cy)/f, d))."""
+        cam_xy = depth[:, None, :] * (grid - pps[:, :, None]) / focals.reshape(-1, 1, 1)
+        cam = torch.cat((cam_xy, depth[:, None, :]), dim=1)
+        return torch.baddbmm(T[:, :, None], R, cam)
+
+    # ------------------------------------------------------------------------------------------------------
+    # setters / presets
+    # ------------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _set_focal(self, idx: int, focal: float, force: bool = False) -> None:
+        if not (self.im_focals.requires_grad or force):
+            return
+        self.im_focals.data[idx] = self.focal_break * math.log(float(focal))
+
+    @torch.no_grad()
+    def _set_principal_point(self, idx: int, pp, force: bool = False) -> None:
+        if not (self.im_pp.requires_grad or force):
+            return
+        H, W = self.imshapes[idx]
+        pp = torch.as_tensor(pp, dtype=torch.float32, device=self.device).reshape(2)
+        self.im_pp.data[idx] = (pp - torch.tensor((W / 2, H / 2), device=self.device)) / 10
+
+    @torch.no_grad()
+    def _set_depthmap(self, idx: int, depth, force: bool = False) -> None:
+        """log(depth) with -inf / NaN -> 0 (as the original), raveled and padded into row ``idx``."""
+        if not (self.im_depthmaps.requires_grad or force):
+            return
+        depth = torch.as_tensor(depth, dtype=torch.float32, device=self.device)
+        flat = torch.nan_to_num(depth.log(), neginf=0).reshape(-1)
+        self.im_depthmaps.data[idx] = 0
+        self.im_depthmaps.data[idx, :flat.numel()] = flat
+
+    def _check_all(self, values, what: str) -> list:
+        values = list(values)
+        if len(values) != self.n_imgs:
+            raise Monst3rInputError(f"{what}: got {len(values)} values for {self.n_imgs} images; give one per image")
+        return values
+
+    @torch.no_grad()
+    def preset_pose(self, known_poses, pose_msk=None, requires_grad: bool = False):
+        """Set every image pose (4x4 c2w matrices or TUM 7-vectors x y z qw qx qy qz) and freeze them.
+
+        The original always disables the pair-scale normalisation here (bug 14.11); by default we disable it
+        only when more than one pose is known (its intent), ``faithful=True`` keeps the original.
+        """
+        if pose_msk is not None:
+            msk = np.asarray(pose_msk)
+            if msk.dtype == bool and not msk.all() or msk.dtype != bool and len(msk) != self.n_imgs:
+                raise Monst3rInputError("preset_pose needs a pose for every image (pose_msk must select all)")
+        poses = self._check_all(known_poses, "preset_pose")
+        for k, pose in enumerate(poses):
+            pose = torch.as_tensor(np.asarray(pose.detach().cpu() if isinstance(pose, torch.Tensor) else pose),
+                                   dtype=torch.float32)
+            if pose.numel() == 7:
+                pose = torch.as_tensor(tum_to_pose_matrix(pose.numpy()), dtype=torch.float32)
+            self._set_pose(self.im_poses, k, pose.reshape(4, 4).to(self.device), force=True)
+        self.im_poses.requires_grad_(requires_grad)
+        self._poses_preset = True
+        self._root_mask.zero_()
+        self.norm_pw_scale = False if self.faithful else (len(poses) <= 1)
+        return self
+
+    @torch.no_grad()
+    def preset_focal(self, known_focals, msk=None, requires_grad: bool = False):
+        """Set the focal lengths (one per image, or one value with ``shared_focal``) and freeze them."""
+        if isinstance(known_focals, (int, float)):
+            known_focals = [known_focals]
+        focals = [float(torch.as_tensor(f).reshape(-1)[0]) for f in known_focals]
+        if self.shared_focal:
+            if len(set(round(f, 6) for f in focals)) > 1:
+                raise Monst3rInputError("shared_focal=True keeps one focal for all images but different focals "
+                                        "were given; build the aligner with shared_focal=False")
+            self._set_focal(0, focals[0], force=True)
+        else:
+            if len(focals) == 1 and self.n_imgs > 1:
+                focals = focals * self.n_imgs
+            focals = self._check_all(focals, "preset_focal")
+            for k, f in enumerate(focals):
+                self._set_focal(k, f, force=True)
+        self.im_focals.requires_grad_(requires_grad)
+        return self
+
+    @torch.no_grad()
+    def preset_principal_point(self, known_pp, msk=None, requires_grad: bool = False):
+        pps = self._check_all(known_pp, "preset_principal_point")
+        for k, pp in enumerate(pps):
+            self._set_principal_point(k, pp, force=True)
+        self.im_pp.requires_grad_(requires_grad)
+        return self
+
+    @torch.no_grad()
+    def preset_intrinsics(self, known_intrinsics, msk=None):
+        """Fix intrinsics: one K ``[3, 3]`` for all images or one per image. Focal = mean(fx, fy); the principal
+        points are set (and frozen) when ``optimize_pp`` (otherwise they stay (W/2, H/2), as the original)."""
+        Ks = torch.as_tensor(np.asarray([np.asarray(k.detach().cpu() if isinstance(k, torch.Tensor) else k)
+                                         for k in (known_intrinsics if not hasattr(known_intrinsics, 'shape')
+                                                   or np.asarray(known_intrinsics).ndim == 3
+                                                   else [known_intrinsics])]), dtype=torch.float32)
+        if Ks.ndim != 3 or Ks.shape[-2:] != (3, 3):
+            raise Monst3rInputError(f"intrinsics must be [3, 3] or [N, 3, 3], got {tuple(Ks.shape)}")
+        if len(Ks) == 1:
+            Ks = Ks.expand(self.n_imgs, 3, 3)
+        focals = ((Ks[:, 0, 0] + Ks[:, 1, 1]) / 2).tolist()
+        self.preset_focal(focals if not self.shared_focal else focals[:1] * len(focals))
+        if self.optimize_pp:
+            self.preset_principal_point(Ks[:, :2, 2])
+        return self
+
+    @torch.no_grad()
+    def preset_depthmap(self, known_depthmaps, msk=None, requires_grad: bool = False):
+        depths = self._check_all(known_depthmaps, "preset_depthmap")
+        for k, d in enumerate(depths):
+            d = torch.as_tensor(np.asarray(d.detach().cpu() if isinstance(d, torch.Tensor) else d))
+            if tuple(d.shape) != self.imshapes[k]:
+                raise Monst3rInputError(f"depth map {k} is {tuple(d.shape)}, image is {self.imshapes[k]}")
+            self._set_depthmap(k, d, force=True)
+        self.im_depthmaps.requires_grad_(requires_grad)
+        return self
+
+    @torch.no_grad()
+    def _preset_prev_results(self, prev: dict) -> None:
+        """First frames = frames of a previous result: preset (frozen in window mode) depth, pose, focal."""
+        depths = prev["depths"]
+        poses = prev["poses"]
+        n_prev = len(poses)
+        if n_prev >= self.n_imgs:
+            raise Monst3rInputError(f"prev_video_results has {n_prev} frames but the scene only {self.n_imgs}; "
+                                    "the previous frames must be followed by new ones")
+        if len(depths) != n_prev:
+            raise Monst3rInputError("prev_video_results: depths and poses have different lengths")
+        K = torch.as_tensor(np.asarray(prev["intrinsics"]), dtype=torch.float32).reshape(-1, 3, 3)[0]
+        focal = float((K[0, 0] + K[1, 1]) / 2)
+        for k in range(n_prev):
+            pose = np.asarray(poses[k].detach().cpu() if isinstance(poses[k], torch.Tensor) else poses[k],
+                              dtype=np.float64)
+            c2w = tum_to_pose_matrix(pose) if pose.size == 7 else pose.reshape(4, 4)
+            self._set_pose(self.im_poses, k, torch.as_tensor(c2w, dtype=torch.float32, device=self.device),
+                           force=True)
+            d = torch.as_tensor(np.asarray(depths[k].detach().cpu() if isinstance(depths[k], torch.Tensor)
+                                           else depths[k]))
+            if tuple(d.shape) != self.imshapes[k]:
+                raise Monst3rInputError(f"previous depth {k} is {tuple(d.shape)} but frame {k} is {self.imshapes[k]}")
+            self._set_depthmap(k, d, force=True)
+            if not self.shared_focal:
+                self._set_focal(k, focal, force=True)
+        if self.shared_focal:
+            self._set_focal(0, focal, force=True)
+        self.n_prev_frames = n_prev
+        self.norm_pw_scale = False  # scale fixed by the previous frames
+
+    def clean_prev_results(self):
+        """Drop the re-used previous frames from the results (``result()`` and the save methods)."""
+        self._prev_cleaned = True
+        return self
+
+    @torch.no_grad()
+    def _estimate_missing_focals(self) -> None:
+        """Weiszfeld focal from the best edge of every image whose focal is still trainable."""
+        if not self.im_focals.requires_grad:
+            return
+        best: dict[int, tuple[float, int]] = {}
+        for e, (i, j) in enumerate(self.edges):
+            s = float(self._stacked_conf_i[e].mean() * self._stacked_conf_j[e].mean())
+            if i not in best or s > best[i][0]:
+                best[i] = (s, e)
+        focals = []
+        for k in range(self.n_imgs):
+            e = best[k][1] if k in best else None
+            if e is None:
+                focals.append(None)
+                continue
+            pts = self._unravel_t(self._pred_i_t[e], k)[None]
+            focals.append(float(init_im_poses.estimate_focal_knowing_depth(pts)[0]))
+        if self.shared_focal:
+            fs = [f for f in focals if f is not None]
+            self._set_focal(0, sum(fs) / len(fs))
+        else:
+            for k, f in enumerate(focals):
+                if f is not None:
+                    self._set_focal(k, f)
+
+    # ------------------------------------------------------------------------------------------------------
+    # initialisation hooks
+    # ------------------------------------------------------------------------------------------------------
+    def initialize(self, init: str | None, niter_PnP: int = 10):
+        self._full_ctx = None
+        if init in ("msp", "mst") and self.n_prev_frames:
+            self._root_mask.zero_()
+            return init_im_poses.init_from_previous_result(self, self.n_prev_frames, niter_PnP=niter_PnP)
+        if init in ("msp", "mst"):
+            pts3d, _, im_focals, im_poses, trav = init_im_poses.minimum_spanning_tree(
+                self.imshapes, self.edges, self.pred_i, self.pred_j, self.conf_i, self.conf_j, self.im_conf,
+                self.min_conf_thr, self.device, has_im_poses=True, niter_PnP=niter_PnP, faithful=self.faithful,
+                return_traversal=True)
+            init_im_poses.init_from_pts3d(self, pts3d, im_focals, im_poses)
+            self._root_mask.zero_()
+            if self.im_poses.requires_grad:
+                self._root_mask[trav[0][0]] = True  # gauge anchor: translation stays exactly 0
+            return self
+        if init == "known_poses":
+            if self.camera_poses is not None:
+                self.preset_pose(self.camera_poses, requires_grad=self.im_poses.requires_grad)
+            self._root_mask.zero_()
+        return super().initialize(init, niter_PnP=niter_PnP)
+
+    # ------------------------------------------------------------------------------------------------------
+    # problem description (all frames, or a window)
+    # ------------------------------------------------------------------------------------------------------
+    def _flow_directed(self):
+        """Directed flow pairs (src, tgt, obs, validity, group) and the factor for the pooled loss.
+
+        With a symmetrized graph whose flows are consistent (flow_ji of an edge == flow_ij of its reverse) the
+        i->j terms of all edges already contain every j->i term of the reverse edges, so each directed pair is
+        evaluated once and counted twice (same value as the original, half the work).
+        """
+        if self._flow_data is not None:
+            return self._flow_data
+        E = self.n_edges
+        rev = reverse_edge_index(self.edges)
+        obs_ij = self.flow_ij.reshape(E, 2, -1)
+        obs_ji = self.flow_ji.reshape(E, 2, -1)
+        vi = None if self.flow_valid_mask_i is None else self.flow_valid_mask_i.reshape(E, 1, -1)
+        vj = None if self.flow_valid_mask_j is None else self.flow_valid_mask_j.reshape(E, 1, -1)
+        dedup = rev is not None and torch.equal(obs_ji, obs_ij[rev]) and (
+            vi is None or torch.equal(vj, vi[rev]))
+        if dedup:
+            src, tgt = self._ei, self._ej
+            obs, valid = obs_ij, vi
+            group = torch.zeros(E, dtype=torch.long, device=self.device)
+            eid = torch.arange(E, device=self.device)
+            factor = 2.0
+        else:
+            src, tgt = torch.cat((self._ei, self._ej)), torch.cat((self._ej, self._ei))
+            obs = torch.cat((obs_ij, obs_ji))
+            valid = None if vi is None else torch.cat((vi, vj))
+            group = torch.cat((torch.zeros(E, dtype=torch.long), torch.ones(E, dtype=torch.long))).to(self.device)
+            eid = torch.arange(E, device=self.device).repeat(2)
+            factor = 1.0
+        self._flow_data = (src, tgt, obs, valid, group, eid, factor)
+        return self._flow_data
+
+    def _make_ctx(self, frames: range | None = None) -> _Ctx:
+        """Index data for frames ``[start, end)`` (all frames when None) and the pairs inside."""
+        N = self.n_imgs
+        start, end = (0, N) if frames is None else (frames.start, frames.stop)
+        inside = (self._ei >= start) & (self._ei < end) & (self._ej >= start) & (self._ej < end)
+        eids = torch.nonzero(inside).ravel()
+        ei, ej = self._ei[eids] - start, self._ej[eids] - start
+        grid = self._grid[0] if self.same_size else self._grid[start:end]
+        E = self.n_edges
+        full = len(eids) == E
+        rows = torch.arange(2 * E, device=self.device) if full else torch.cat((eids, eids + E))
+        pred = self._pred_t if full else self._pred_t[rows]
+        conf = self._stacked_conf if full else self._stacked_conf[rows]
+        areas = torch.cat((self._edge_area_i[eids], self._edge_area_j[eids]))
+        e = len(eids)
+        if self.faithful and not self.batchify and not self.window_wise and not self.same_size:
+            norm = areas * max(e, 1)  # the original's non-batched per-edge normalisation (only differs then)
+        else:
+            norm = torch.cat((self._edge_area_i[eids].sum().expand(e), self._edge_area_j[eids].sum().expand(e)))
+        w = self.conf_trf(conf)
+        if not self.same_size:  # padded pixels weigh 0 (their raw confidence 0 would give log(0))
+            w = torch.where(self._valid[torch.cat((self._ei[eids], self._ej[eids]))], w, torch.zeros_like(w))
+        w_norm = w / norm[:, None]
+        ctx = _Ctx(n=end - start, ei=ei, ej=ej, pred=pred, w_norm=w_norm, idx=torch.cat((ei, ej)), grid=grid,
+                   edge_ids=eids)
+        if self.flow_loss_weight > 0 and self.flow_ij is not None:
+            src, tgt, obs, valid, group, eid, factor = self._flow_directed()
+            keep = (src >= start) & (src < end) & (tgt >= start) & (tgt < end)
+            d = torch.nonzero(keep).ravel()
+            ctx.fl_src, ctx.fl_tgt = src[d] - start, tgt[d] - start
+            ctx.fl_obs = obs[d]
+            static = ~self._dyn[src[d]][:, None, :]
+            if self.flow_use_validity and valid is not None:
+                static = static & valid[d]
+            ctx.fl_static = static.float()  # float 0/1: boolean ops are slow on CPU
+            ctx.fl_group = group[d]
+            ctx.fl_factor = factor
+        if self.depth_regularize_weight > 0 and self.init_depthmaps is not None:
+            ctx.dyn = self._dyn[start:end]
+            ctx.init_depth = ravel_pad_stack(self.init_depthmaps[start:end], self.max_area).to(self.device)
+        return ctx
+
+    def _ctx(self) -> _Ctx:
+        if self._full_ctx is None:
+            self._full_ctx = self._make_ctx()
+        return self._full_ctx
+
+    # ------------------------------------------------------------------------------------------------------
+    # loss
+    # ------------------------------------------------------------------------------------------------------
+    def _flow_active(self, epoch: int) -> bool:
+        return (self.flow_loss_weight > 0 and self.flow_ij is not None
+                and epoch >= self.num_total_iter * self.flow_loss_start_epoch)
+
+    @property
+    def _per_edge_flow(self) -> bool:
+        """The original's non-batched flow pooling (per directed pair, then summed / E): faithful mode only."""
+        return self.faithful and not self.batchify and not self.window_wise
+
+    def _gate(self, flow: torch.Tensor) -> torch.Tensor:
+        if self.flow_loss_thre > 0:
+            return torch.where(flow > self.flow_loss_thre, torch.zeros_like(flow), flow)
+        return flow
+
+    # variables -------------------------------------------------------------------------------------------
+    def _make_vars(self, depth_log, pose_params, focal_params, pp_params, pps_base, pw_params, norm, adapt) -> _Vars:
+        """Decode raw parameters (one fused pose decoding for images and pairs)."""
+        n = pose_params.shape[0]
+        R, T = self._decode_poses(torch.cat((pose_params, pw_params[:, :7])))
+        scale = pw_params[:, 7].exp() * norm
+        focals = (focal_params.reshape(-1) / self.focal_break).exp()
+        if focals.numel() == 1 and n > 1:
+            focals = focals.expand(n)
+        return _Vars(depth=depth_log.exp(), R=R[:n], T=T[:n], focals=focals, pps=pps_base + 10 * pp_params,
+                     M=R[n:] * scale[:, None, None], t=T[n:] * scale[:, None], adapt=adapt)
+
+    def _variables(self) -> _Vars:
+        adapt = self.get_adaptors() if self.has_adaptors else None
+        return self._make_vars(self.im_depthmaps, self._pose_params(), self.im_focals, self.im_pp, self._pp,
+                               self.pw_poses, self.get_pw_norm_scale_factor(), adapt)
+
+    # terms -----------------------------------------------------------------------------------------------
+    def _pair_align(self, ctx: _Ctx, X: torch.Tensor, M: torch.Tensor, t: torch.Tensor, adapt: torch.Tensor | None,
+                    sel: slice = slice(None)) -> torch.Tensor:
+        """Normalised alignment term l_i + l_j (optimizer.md 5.1) over the pairs ``sel`` (a slice) of ``ctx``.
+
+        X: ``[n, 3, HW]`` world points; M ``[e, 3, 3]`` / t ``[e, 3]``: scaled pair poses of the pairs of ``ctx``.
+        Both views of every pair go through one fused kernel call (rows ``sel`` and ``sel + e``).
+        """
+        e = len(ctx.ei)
+        a, b, _ = sel.indices(e)
+        rows = torch.cat((torch.arange(a, b, device=X.device), torch.arange(a + e, b + e, device=X.device))) \
+            if (a, b) != (0, e) else slice(None)
+        M2, t2 = torch.cat((M[a:b], M[a:b])), torch.cat((t[a:b], t[a:b]))
+        P = ctx.pred[rows]
+        if adapt is not None:
+            P = P * torch.cat((adapt[a:b], adapt[a:b]))[:, :, None]
+        squared = self.dist is ALL_DISTS["l2"]
+        return pair_align_dist(X, M2, t2, P, ctx.w_norm[rows], ctx.idx[rows], squared).sum()
+
+    @staticmethod
+    def _intrinsics_pair(focals: torch.Tensor, pps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """K and K^-1 ``[n, 3, 3]`` built with one stack each (cheap in autograd)."""
+        z, o = torch.zeros_like(focals), torch.ones_like(focals)
+        cx, cy = pps[:, 0], pps[:, 1]
+        K = torch.stack((focals, z, cx, z, focals, cy, z, z, o), dim=1).view(-1, 3, 3)
+        inv_f = 1 / focals
+        Kinv = torch.stack((inv_f, z, -cx * inv_f, z, inv_f, -cy * inv_f, z, z, o), dim=1).view(-1, 3, 3)
+        return K, Kinv
+
+    def _flow_parts(self, ctx: _Ctx, depth, R, T, K, Kinv, sel: slice | torch.Tensor = slice(None)):
+        """Per directed pair (numerator, count) of the flow loss over the pairs ``sel`` of ``ctx``."""
+        src, tgt = ctx.fl_src[sel], ctx.fl_tgt[sel]
+        Rt = R[tgt].transpose(1, 2)
+        Hm = K[tgt] @ (Rt @ R[src]) @ Kinv[src]
+        kt = (K[tgt] @ (Rt @ (T[src] - T[tgt])[..., None]))[..., 0]  # [D, 3]
+        if ctx.grid.ndim != 2:
+            raise RuntimeError("the flow loss needs images of one size")
+        Ph = torch.cat((ctx.grid, torch.ones_like(ctx.grid[:1])), dim=0)  # [3, HW]
+        disp = 1 / (depth[src] + 1e-6)  # [D, HW]
+        return ego_flow_loss(Hm, kt, disp, ctx.fl_obs[sel], ctx.fl_static[sel], Ph, self.pxl_thre,
+                             mse=self.flow_loss_fn == "mse")
+
+    def _combine_flow(self, ctx: _Ctx, num: torch.Tensor, cnt: torch.Tensor, n_edges: int) -> torch.Tensor:
+        """Flow value from per-directed-pair parts: pooled per direction group (batched formula), or the
+        original's non-batched per-edge pooling summed over edges / E (faithful non-batched mode)."""
+        guard = not self.faithful
+        if self._per_edge_flow:
+            per = num / (cnt.clamp_min(1) if guard else cnt)
+            return ctx.fl_factor * per.sum() / n_edges
+        total = num.new_zeros(())
+        for g in (0, 1):
+            sel = ctx.fl_group == g
+            if bool(sel.any()):
+                c = cnt[sel].sum()
+                total = total + num[sel].sum() / (c.clamp_min(1) if guard else c)
+        return ctx.fl_factor * total
+
+    def _temporal(self, R: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+        """sum_k |R_k^T R_k+1 - I|_F + w |R_k^T (T_k+1 - T_k)| (= inverse(P_k) P_k+1, optimizer.md 5.2)."""
+        if R.shape[0] < 2:
+            return R.new_zeros(())
+        Rt = R[:-1].transpose(1, 2)
+        rel_R = Rt @ R[1:]
+        rel_t = (Rt @ (T[1:] - T[:-1])[..., None])[..., 0]
+        eye = torch.eye(3, device=R.device, dtype=R.dtype)
+        # torch's norms have a zero subgradient at 0 (identical consecutive poses); a plain sqrt would give NaN
+        rot = torch.linalg.matrix_norm(rel_R - eye)
+        trans = torch.linalg.vector_norm(rel_t, dim=1)
+        return (rot + self.translation_weight * trans).sum()
+
+    def _depth_prior(self, ctx: _Ctx, depth: torch.Tensor) -> torch.Tensor:
+        red = "sum" if self._per_edge_flow else "mean"
+        return depth_regularization_si_weighted(depth[:, None], ctx.init_depth[:, None], ctx.dyn[:, None],
+                                                faithful=self.faithful, reduction=red)
+
+    def _loss(self, ctx: _Ctx, epoch: int, v: _Vars, terms: bool = False):
+        """Total loss (batched formulas) for the problem ``ctx`` given the variables ``v``."""
+        X = self._world_points(v.depth, v.R, v.T, v.focals, v.pps, ctx.grid)
+        align = self._pair_align(ctx, X, v.M, v.t, v.adapt)
+        loss = align
+        out = dict(align=align)
+        if self.temporal_smoothing_weight > 0 or terms:
+            temporal = self._temporal(v.R, v.T)
+            out["temporal_unweighted"] = temporal
+            if self.temporal_smoothing_weight > 0:
+                loss = loss + self.temporal_smoothing_weight * temporal
+        flow_gated = align.new_zeros(())
+        if ctx.fl_src is not None and (self._flow_active(epoch) or terms) and len(ctx.fl_src):
+            K, Kinv = self._intrinsics_pair(v.focals, v.pps)
+            num, cnt = self._flow_parts(ctx, v.depth, v.R, v.T, K, Kinv)
+            flow = self._combine_flow(ctx, num, cnt, len(ctx.ei))
+            out["flow_unweighted_ungated"] = flow
+            if self._flow_active(epoch):
+                flow_gated = self._gate(flow)
+                loss = loss + self.flow_loss_weight * flow_gated
+        if self.depth_regularize_weight > 0 and ctx.init_depth is not None:
+            dreg = self._depth_prior(ctx, v.depth)
+            out["depth_reg"] = dreg
+            loss = loss + self.depth_regularize_weight * dreg
+        out["total"] = loss
+        out["flow_term_as_gated"] = flow_gated
+        return (loss, flow_gated, out) if terms else (loss, flow_gated)
+
+    def forward(self, epoch: int = 9999):
+        """(total loss, gated unweighted flow value) of the current parameters over all pairs."""
+        return self._loss(self._ctx(), epoch, self._variables())
+
+    @torch.no_grad()
+    def loss_terms(self, epoch: int = 9999) -> dict[str, float]:
+        """Unweighted terms for inspection: align, temporal_unweighted, flow_unweighted_ungated, total, ..."""
+        _, _, out = self._loss(self._ctx(), epoch, self._variables(), terms=True)
+        return {k: float(v) for k, v in out.items()}
+
+    # ------------------------------------------------------------------------------------------------------
+    # non-batched mode: chunks + gradient accumulation through detached leaves
+    # ------------------------------------------------------------------------------------------------------
+    def loss_and_backward(self, epoch: int = 0):
+        if self.batchify or self.window_wise:
+            return super().loss_and_backward(epoch)
+        return self._chunked_loss_and_backward(epoch)
+
+    def _default_chunk(self) -> int:
+        if self.chunk_size:
+            return int(self.chunk_size)
+        return max(1, int(2 ** 23 // max(self.max_area, 1)))  # ~8M pixels (x 2 views) per chunk
+
+    def _chunked_loss_and_backward(self, epoch: int):
+        """Same value and gradient as the batched forward (or the faithful per-edge variant), with the pairwise
+        and flow intermediates of only ``chunk_size`` pairs alive at a time."""
+        ctx = self._ctx()
+        v = self._variables()
+        X = self._world_points(v.depth, v.R, v.T, v.focals, v.pps, ctx.grid)
+        leaves = {k: t.detach().requires_grad_() for k, t in (("X", X), ("M", v.M), ("t", v.t))}
+        al = v.adapt.detach().requires_grad_() if v.adapt is not None else None
+        E = len(ctx.ei)
+        cs = self._default_chunk()
+        align_val = X.new_zeros(())
+        for s in range(0, E, cs):
+            part = self._pair_align(ctx, leaves["X"], leaves["M"], leaves["t"], al, slice(s, min(s + cs, E)))
+            part.backward()
+            align_val += part.detach()
+        roots = [X, v.M, v.t]
+        grads = [leaves["X"].grad, leaves["M"].grad, leaves["t"].grad]
+        if al is not None:
+            roots.append(v.adapt)
+            grads.append(al.grad)
+        loss_val = align_val.clone()
+        extra = X.new_zeros(())
+        if self.temporal_smoothing_weight > 0:
+            extra = extra + self.temporal_smoothing_weight * self._temporal(v.R, v.T)
+        flow_gated = X.new_zeros(())
+        if ctx.fl_src is not None and self._flow_active(epoch) and len(ctx.fl_src):
+            K, Kinv = self._intrinsics_pair(v.focals, v.pps)
+            base = (v.depth, v.R, v.T, K, Kinv)
+            per_pair = self._per_edge_flow
+            flow = X.new_zeros(())
+            leaf_grads = []
+            for g in (0, 1):
+                idx = torch.nonzero(ctx.fl_group == g).ravel()
+                if not len(idx):
+                    continue
+                # one set of leaves per pooled group: their gradients get the group's constant factor at the end
+                fl = [b.detach().requires_grad_() for b in base]
+                num_sum, cnt_sum = X.new_zeros(()), X.new_zeros(())
+                for s in range(0, len(idx), cs):
+                    num, cnt = self._flow_parts(ctx, *fl, sel=idx[s:s + cs])
+                    if per_pair:
+                        part = (num / (cnt if self.faithful else cnt.clamp_min(1))).sum()
+                    else:
+                        part = num.sum()
+                    part.backward()
+                    num_sum += part.detach()
+                    cnt_sum += cnt.detach().sum()
+                if per_pair:
+                    coef = ctx.fl_factor / E
+                else:
+                    coef = ctx.fl_factor / (cnt_sum if self.faithful else cnt_sum.clamp_min(1))
+                flow = flow + num_sum * coef
+                leaf_grads.append((coef, [f.grad for f in fl]))
+            flow_gated = self._gate(flow)
+            if bool(flow_gated != 0):
+                for coef, gl in leaf_grads:
+                    w = self.flow_loss_weight * coef
+                    for b, gb in zip(base, gl):
+                        if gb is not None and b.requires_grad:
+                            roots.append(b)
+                            grads.append(gb * w)
+            loss_val = loss_val + self.flow_loss_weight * flow_gated
+        if self.depth_regularize_weight > 0 and ctx.init_depth is not None:
+            extra = extra + self.depth_regularize_weight * self._depth_prior(ctx, v.depth)
+        if extra.requires_grad:
+            roots.append(extra)
+            grads.append(torch.ones_like(extra))
+        loss_val = loss_val + extra.detach()
+        pairs = [(r, g) for r, g in zip(roots, grads) if g is not None and r.requires_grad]
+        if pairs:
+            torch.autograd.backward([r for r, _ in pairs], [g for _, g in pairs])
+        return loss_val.detach(), flow_gated.detach()
+
+    # ------------------------------------------------------------------------------------------------------
+    # window-wise mode
+    # ------------------------------------------------------------------------------------------------------
+    def window_starts(self) -> list[int]:
+        """Start frames of the windows (optimizer.md 9.1); validates the window settings."""
+        N, ws = self.n_imgs, int(self.window_size)
+        if ws < 2:
+            raise Monst3rInputError(f"window_size must be at least 2, got {ws}")
+        if ws > N:
+            raise Monst3rInputError(f"window_size {ws} is larger than the number of frames {N}; use a window of at "
+                                    f"most {N} frames (or global alignment)")
+        overlap = int(ws * self.window_overlap_ratio)
+        stride = ws - overlap
+        if stride <= 0:
+            raise Monst3rInputError(f"window_overlap_ratio {self.window_overlap_ratio} leaves no new frames per "
+                                    "window; use a ratio below 1")
+        starts = list(range(0, N - ws + 1, stride))
+        if (N - ws) % stride != 0:
+            starts.append(N - ws)
+        return starts
+
+    def compute_global_alignment(self, init: str | None = None, niter_PnP: int = 10, **kw):
+        if self.window_wise:
+            return self.compute_window_wise_alignment(init=init, niter_PnP=niter_PnP, **kw)
+        return super().compute_global_alignment(init=init, niter_PnP=niter_PnP, **kw)
+
+    def compute_window_wise_alignment(self, init: str | None = None, niter_PnP: int = 10, **kw):
+        """Initialise (MST, or from the previous result when given) then optimise window after window."""
+        kw.pop("temporal_smoothing_weight", None)
+        self.window_starts()  # validate before any work
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            self.initialize(init, niter_PnP=niter_PnP)
+            return self._window_loop(**kw)
+
+    def _window_loop(self, lr: float = 0.01, niter: int = 300, schedule: str = "cosine", lr_min: float = 1e-3,
+                     max_iters: int | None = None, **unused):
+        """Optimise each window's own copies of the parameters (optimizer.md 9.1), then write them back.
+
+        Pair poses are copied from the global ones for every window and not written back, and the pair-scale
+        normalisation uses the (constant) global pair poses, as in the original.
+        """
+        starts = self.window_starts()
+        ws = int(self.window_size)
+        overlap = int(ws * self.window_overlap_ratio)
+        norm = self.get_pw_norm_scale_factor()
+        norm = norm.detach() if isinstance(norm, torch.Tensor) else norm
+        loss = None
+        prev_end = 0
+        for w, s in enumerate(starts):
+            e = s + ws
+            if w == 0:
+                opt_start = s + self.n_prev_frames
+            elif w == len(starts) - 1:
+                opt_start = prev_end
+            else:
+                opt_start = s + overlap
+            opt_start = min(max(opt_start, s), e)
+            train_focal = self.im_focals.requires_grad and (not self.shared_focal or (w == 0 and not self.n_prev_frames))
+            loss = self._optimize_window(s, e, opt_start, train_focal, norm, lr, niter, schedule, lr_min, w,
+                                         max_iters)
+            prev_end = e
+        return loss
+
+    def _optimize_window(self, s, e, opt_start, train_focal, norm, lr, niter, schedule, lr_min, w_index,
+                         max_iters=None):
+        ctx = self._make_ctx(range(s, e))
+        eids = ctx.edge_ids
+        train_depth = self.im_depthmaps.requires_grad
+        train_pose = self.im_poses.requires_grad
+        d_opt = nn.Parameter(self.im_depthmaps.detach()[opt_start:e].clone(), requires_grad=train_depth)
+        p_opt = nn.Parameter(self.im_poses.detach()[opt_start:e].clone(), requires_grad=train_pose)
+        pw_opt = nn.Parameter(self.pw_poses.detach()[eids].clone(), requires_grad=self.pw_poses.requires_grad)
+        if self.shared_focal:
+            f_opt = nn.Parameter(self.im_focals.detach().clone(), requires_grad=train_focal)
+        else:
+            f_opt = nn.Parameter(self.im_focals.detach()[opt_start:e].clone(), requires_grad=train_focal)
+        pp_opt = nn.Parameter(self.im_pp.detach()[opt_start:e].clone(), requires_grad=self.im_pp.requires_grad)
+        root = self._root_mask[s:e]
+        params = [p for p in (d_opt, p_opt, pw_opt, f_opt, pp_opt) if p.requires_grad]
+        if not params:
+            return None
+        optimizer = make_adam(params, lr)
+        tdim = torch.arange(7, device=self.device) >= 4
+
+        def variables() -> _Vars:
+            pose_p = torch.cat((self.im_poses.detach()[s:opt_start], p_opt))
+            if not self.faithful and bool(root.any()):
+                pose_p = torch.where(root[:, None] & tdim, pose_p.detach(), pose_p)
+            if self.shared_focal:
+                fp = f_opt
+            else:
+                fp = torch.cat((self.im_focals.detach()[s:opt_start], f_opt))
+            adapt = self.get_adaptors()[eids].detach() if self.has_adaptors else None
+            return self._make_vars(torch.cat((self.im_depthmaps.detach()[s:opt_start], d_opt)), pose_p, fp,
+                                   torch.cat((self.im_pp.detach()[s:opt_start], pp_opt)), self._pp[s:e], pw_opt,
+                                   norm, adapt)
+
+        losses, flows, lrs = [], [], []
+        loss = None
+        bar = tqdm(total=niter, disable=not self.verbose, desc=f"window {w_index} [{s}, {e})", leave=False)
+        try:
+            for it in range(niter if max_iters is None else min(niter, max_iters)):
+                cur_lr = get_lr(schedule, it / niter, lr, lr_min)
+                for g in optimizer.param_groups:
+                    g["lr"] = cur_lr
+                optimizer.zero_grad(set_to_none=True)
+                loss, flow = self._loss(ctx, it, variables())
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.detach())
+                flows.append(flow.detach())
+                lrs.append(cur_lr)
+                bar.update()
+        finally:
+            bar.close()
+        with torch.no_grad():
+            self.im_depthmaps.data[opt_start:e] = d_opt.data
+            self.im_poses.data[opt_start:e] = p_opt.data
+            if self.shared_focal:
+                self.im_focals.data.copy_(f_opt.data)
+            else:
+                self.im_focals.data[opt_start:e] = f_opt.data
+            self.im_pp.data[opt_start:e] = pp_opt.data
+        if losses:
+            self.history["loss"].extend(torch.stack(losses).double().cpu().tolist())
+            self.history["flow"].extend(torch.stack(flows).double().cpu().tolist())
+            self.history["lr"].extend(lrs)
+        return float(loss.detach()) if loss is not None else None
