@@ -15,6 +15,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = {
     "forward": ["config", "size", "batch", "dtype", "median_s", "pairs_per_s", "peak_gpu_gib", "peak_rss_gib", "device"],
+    "optimizer": ["size", "mode", "frames", "height", "width", "pairs", "s_per_iter", "peak_mem_gib", "peak_mem_kind",
+                  "device"],
+    "demo": ["config", "frames", "size", "dtype", "niter", "total_s", "inference_s", "flow+masks_s", "optimization_s",
+             "peak_gpu_gib", "device"],
     "inference": ["config", "frames", "pairs", "size", "batch", "dtype", "encoder_cache", "seconds", "pairs_per_s",
                   "peak_gpu_gib", "vs_fp32_pts1_median_rel", "vs_fp32_pts1_max_rel", "device"],
 }
@@ -24,7 +28,7 @@ def fmt(v) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 0.01 else f"{v:.2f}"
+        return f"{v:.3g}"
     return str(v)
 
 
@@ -34,6 +38,10 @@ def load_rows(folder: Path):
         for line in f.read_text().splitlines():
             if line.strip():
                 r = json.loads(line)
+                if "records" in r:  # bench_optimizer writes one line per run with nested records
+                    for rec in r["records"]:
+                        rows["optimizer"].append(dict(rec, loadavg=r.get("loadavg")))
+                    continue
                 rows[r.get("bench", f.stem)].append(r)
     return rows
 
