@@ -135,11 +135,31 @@ def build_scene(server, res: Reconstruction, *, conf_thre: float = 0.1, fg_conf_
                                axes_radius=axes_scale * camera_size)
         statics.append(pts.static_xyz)
         static_rgb.append(pts.static_rgb)
+    _set_initial_view(server, res, poses, n)
     bg = server.scene.add_point_cloud("/frames/background", points=np.concatenate(statics) if statics else
                                       np.zeros((0, 3), np.float32),
                                       colors=np.concatenate(static_rgb) if static_rgb else np.zeros((0, 3), np.uint8),
                                       point_size=point_size, point_shape="rounded")
     return nodes, bg
+
+
+def _set_initial_view(server, res: Reconstruction, poses: np.ndarray, n: int) -> None:
+    """New browser clients start behind and above the middle camera, looking at the scene in front of it."""
+    if n == 0:
+        return
+    k = n // 2
+    d = float(np.nanmedian(np.asarray(res.depths[k]))) if np.isfinite(np.asarray(res.depths[k])).any() else 1.0
+    d = d if np.isfinite(d) and d > 0 else 1.0
+    c2w = poses[k]
+    eye = c2w[:3, :3] @ np.array([0.0, -0.35 * d, -0.9 * d]) + c2w[:3, 3]
+    target = c2w[:3, :3] @ np.array([0.0, 0.0, 0.8 * d]) + c2w[:3, 3]
+    up = -c2w[:3, 1]
+
+    @server.on_client_connect
+    def _(client):
+        client.camera.up_direction = tuple(float(v) for v in up)
+        client.camera.position = tuple(float(v) for v in eye)
+        client.camera.look_at = tuple(float(v) for v in target)
 
 
 def add_playback_gui(server, nodes: List, fps: float = 30.0):
