@@ -32,8 +32,8 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 allow_abbrev=False)
     io = p.add_argument_group("input / output")
-    io.add_argument("--input", "--input_dir", dest="input", default=None,
-                    help="folder of frames, a video file or an image; without it the Gradio GUI starts")
+    io.add_argument("--input", "--input_dir", dest="input", default=None, nargs="+",
+                    help="folder of frames, a video file, or image files; without it the Gradio GUI starts")
     io.add_argument("--output_dir", default="./demo_tmp", help="parent folder of the result (default ./demo_tmp)")
     io.add_argument("--seq_name", default="NULL", help="result sub-folder name (default NULL)")
     io.add_argument("--image_size", type=int, default=512, choices=[512, 224])
@@ -90,6 +90,10 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.silent else logging.INFO, format="%(message)s")
+    if args.silent:
+        import os
+
+        os.environ["TQDM_DISABLE"] = "1"
     from monst3r.errors import Monst3rInputError
 
     try:

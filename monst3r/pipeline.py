@@ -97,10 +97,24 @@ def load_network(weights: Optional[str], model_name: str, device: torch.device):
     return load_model(model_name, device=device)
 
 
-def collect_inputs(input_path: str) -> List[str] | str:
-    if not os.path.exists(input_path):
-        raise Monst3rInputError(f"--input {input_path} does not exist (give a folder of frames or a video file)")
-    return input_path
+def collect_inputs(input_path) -> List[str] | str:
+    """``--input``: one folder / video / image, or several image files (a list)."""
+    paths = [input_path] if isinstance(input_path, (str, os.PathLike)) else list(input_path)
+    for p in paths:
+        if not os.path.exists(p):
+            raise Monst3rInputError(f"--input {p} does not exist (give a folder of frames or a video file)")
+    return paths[0] if len(paths) == 1 else [str(p) for p in paths]
+
+
+def check_writable(folder: Path) -> None:
+    """Fail early (before any heavy work) when the output folder cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise Monst3rInputError(f"cannot write to --output_dir {folder}: {exc.strerror or exc}; choose another "
+                                "folder") from None
 
 
 def _flow_model(args, device):
@@ -176,6 +190,7 @@ def run_demo(args) -> Path:
     timer = StageTimer()
     out_dir = Path(args.output_dir) / args.seq_name
     src = collect_inputs(args.input)
+    check_writable(out_dir.parent)
     with timer("load"):
         mask_root = args.dynamic_masks or (os.path.join(DAVIS_MASK_ROOT, args.seq_name)
                                            if args.use_gt_davis_masks and args.seq_name != "NULL" else None)
@@ -191,8 +206,10 @@ def run_demo(args) -> Path:
             imgs = list(prev["imgs"])
         imgs = load_images(src, size=args.image_size, verbose=not args.silent, dynamic_mask_root=mask_root,
                            fps=args.fps, num_frames=args.num_frames, imgs=imgs)
-        if len(imgs) < 1:
-            raise Monst3rInputError(f"no frames in {args.input}")
+        n_new = len(imgs) - (len(prev["imgs"]) if prev else 0)
+        if n_new < 1 or len(imgs) < 2:
+            raise Monst3rInputError(f"{len(imgs)} frame(s) in {args.input}: MonST3R needs at least 2 frames "
+                                    "(a video or a folder with several images)")
         if not args.real_time:  # validate the graph settings before the slow steps
             scene_graph_string(args.scenegraph_type, args.winsize, args.refid, max(len(imgs), 2))
         parse_intrinsics(args.intrinsics, imgs[0]["img"].shape[-1], imgs[0]["img"].shape[-2])

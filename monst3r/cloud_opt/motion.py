@@ -78,7 +78,11 @@ def compute_pair_flows(flow_model: nn.Module, imgs: Union[torch.Tensor, Sequence
         raise IndexError(f"edge index out of range for {n} images")
     nchw = images.permute(0, 3, 1, 2)  # [N, 3, H, W]
     flows_ij, flows_ji = [], []
-    for start in range(0, len(edges), chunk_size):
+    from tqdm.auto import tqdm
+
+    # progress bar on interactive terminals only (disable=None); TQDM_DISABLE=1 silences it everywhere
+    for start in tqdm(range(0, len(edges), chunk_size), desc="optical flow", unit="chunk", disable=None,
+                      leave=False):
         img_i = (nchw[ei[start:start + chunk_size]] * 255).to(device)
         img_j = (nchw[ej[start:start + chunk_size]] * 255).to(device)
         flows_ij.append(flow_model(img_i, img_j, iters=iters, test_mode=True)[1].float())
