@@ -24,7 +24,16 @@ def _stage_inputs(files) -> str:
     return folder
 
 
-def launch(args) -> None:
+def launch(args, block: bool = True):
+    """Build and serve the app; returns the Blocks (``block=False`` returns right after start, for tests)."""
+    app = build_app(args)
+    host = "0.0.0.0" if args.local_network else (args.server_name or "127.0.0.1")
+    app.launch(server_name=host, server_port=args.server_port, share=args.share, prevent_thread_lock=not block)
+    return app
+
+
+def build_app(args):
+    """The Gradio Blocks of the demo (not started)."""
     import gradio as gr
 
     from monst3r.errors import Monst3rInputError
@@ -75,5 +84,4 @@ def launch(args) -> None:
         gallery = gr.Gallery(label="frames", columns=4)
         btn.click(run, [files, seq_name, scenegraph_type, winsize, refid, niter, schedule, min_conf_thr, tsw, tw,
                         shared_focal, flow_w, flow_start, flow_thr, fps, num_frames], [model3d, gallery])
-    host = "0.0.0.0" if args.local_network else (args.server_name or "127.0.0.1")
-    app.launch(server_name=host, server_port=args.server_port, share=args.share)
+    return app
