@@ -103,7 +103,9 @@ class DPTOutputAdapter(nn.Module):
         """``tokens``: list of ``[B, N, C_l]`` (N = (H/p)*(W/p), row-major); returns ``[B, C_out, H, W]``."""
         H, W = image_size
         nh, nw = H // self.patch_size, W // self.patch_size
-        layers = [rearrange(tokens[h], "b (nh nw) c -> b c nh nw", nh=nh, nw=nw) for h in self.hooks]
+        # .contiguous(): the rearranged view has channels-last strides, which would make every conv below run
+        # in channels-last layout (slower on CPU: 0.57 s instead of 0.41 s for the small golden model)
+        layers = [rearrange(tokens[h], "b (nh nw) c -> b c nh nw", nh=nh, nw=nw).contiguous() for h in self.hooks]
         layers = [post(x) for post, x in zip(self.act_postprocess, layers)]
         layers = [conv(x) for conv, x in zip(self.scratch.layer_rn, layers)]
         s = self.scratch
