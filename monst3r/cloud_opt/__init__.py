@@ -18,8 +18,11 @@ reproduces the original where it matters for its results; the default is the cor
 4. Forward-backward flow validity masks unused: still unused by default (original loss); ``flow_use_validity=True``
    also drops inconsistent pixels.
 5. Depth prior weighting dynamic pixels 2x: default ignores dynamic pixels; faithful keeps mask + 1.
-6. Non-batched mode normalising differently: default non-batched gives the batched value and gradient (chunked
-   gradient accumulation, lower peak memory); faithful reproduces the per-edge pooling (golden run d).
+6. Non-batched mode normalising differently: default non-batched gives the batched value and gradient (it shares
+   the batched code path, whose chunked loss kernels already bound the memory); faithful reproduces the per-edge
+   pooling (golden run d).
+17. Pair adaptors (``allow_pw_adaptors=True``) now receive the gradient of the alignment term (the fused kernel
+   used to drop it).
 7. Saved dynamic masks were SAM2-only while the loss used the union: ``Reconstruction.dynamic_masks`` is the union
    (what the loss used); ``result(mask_source='sam2_only')`` / ``save_result(mask_source='sam2_only')`` or a faithful
    scene's ``save_dynamic_masks`` give the original's files.

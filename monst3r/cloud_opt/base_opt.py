@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from monst3r.cloud_opt import init_im_poses
 from monst3r.cloud_opt.commons import (ALL_DISTS, check_edges, edge_str, get_conf_trf, get_lr, is_symmetrized,
-                                       ravel_pad_stack)
+                                       nonfinite_rows, ravel_pad_stack, stack_rows)
 from monst3r.cloud_opt.kernels import quat_param_to_rotmat_fast, signed_expm1_fn
 from monst3r.errors import Monst3rInputError
 from monst3r.utils.geometry import c2w_to_tumpose, intrinsics_from_focal_pp, signed_log1p
@@ -137,10 +137,11 @@ class BasePCOptimizer(nn.Module):
             raise Monst3rInputError(f"global alignment needs at least 2 images, got {self.n_imgs}")
         self.is_symmetrized = is_symmetrized(self.edges)
 
-        pts_i = _per_edge(pred1.get("pts3d"), E, "pred1['pts3d']", torch.float32, 3)
-        pts_j = _per_edge(pred2.get("pts3d_in_other_view"), E, "pred2['pts3d_in_other_view']", torch.float32, 3)
-        conf_i = _per_edge(pred1.get("conf"), E, "pred1['conf']", torch.float32, 2)
-        conf_j = _per_edge(pred2.get("conf"), E, "pred2['conf']", torch.float32, 2)
+        # per-edge views of the inputs (no copies; converted to float32 when stacked below)
+        pts_i = _per_edge(pred1.get("pts3d"), E, "pred1['pts3d']", None, 3)
+        pts_j = _per_edge(pred2.get("pts3d_in_other_view"), E, "pred2['pts3d_in_other_view']", None, 3)
+        conf_i = _per_edge(pred1.get("conf"), E, "pred1['conf']", None, 2)
+        conf_j = _per_edge(pred2.get("conf"), E, "pred2['conf']", None, 2)
 
         # image shapes, consistent across edges
         shapes: list[tuple[int, int] | None] = [None] * self.n_imgs
@@ -158,8 +159,6 @@ class BasePCOptimizer(nn.Module):
                 if tuple(cf.shape) != tuple(pts.shape[:2]):
                     raise Monst3rInputError(f"{nm} confidence of pair {e} has shape {tuple(cf.shape)} but its "
                                             f"pointmap is {tuple(pts.shape[:2])}; they must match")
-                if not torch.isfinite(pts).all() or not torch.isfinite(cf).all():
-                    raise Monst3rInputError(f"{nm} of pair {e} contains NaN or inf values; check the network input")
                 set_shape(k, tuple(pts.shape[:2]), f"pair {e}")
         self.imshapes: list[tuple[int, int]] = [tuple(s) for s in shapes]  # type: ignore[misc]
         self.max_area = max(h * w for h, w in self.imshapes)
@@ -171,10 +170,16 @@ class BasePCOptimizer(nn.Module):
         self.register_buffer("_ej", torch.tensor(ej, dtype=torch.long, device=dev), persistent=False)
         A = self.max_area
         # channels-first [2E, 3, maxHW] (view-1 predictions of all pairs, then view-2 ones): the layout the fused
-        # loss kernel wants, one call for both views
-        pts_t = ravel_pad_stack(pts_i + pts_j, A, 1).to(dev).transpose(1, 2).contiguous()
-        self.register_buffer("_pred_t", pts_t, persistent=False)
-        self.register_buffer("_stacked_conf", ravel_pad_stack(conf_i + conf_j, A).to(dev), persistent=False)
+        # loss kernel wants, one call for both views. This buffer and the confidences are the only per-pair copies
+        # of the predictions (every per-edge accessor below is a view); built chunk by chunk on the device.
+        self.register_buffer("_pred_t", stack_rows(pts_i + pts_j, A, 3, dev), persistent=False)
+        self.register_buffer("_stacked_conf", stack_rows(conf_i + conf_j, A, 0, dev), persistent=False)
+        del pts_i, pts_j, conf_i, conf_j
+        bad = nonfinite_rows(self._pred_t) | nonfinite_rows(self._stacked_conf)
+        if bool(bad.any()):
+            r = int(torch.nonzero(bad.view(2, E).T.reshape(-1))[0])  # first pair, view 1 before view 2
+            raise Monst3rInputError(f"{('pred1', 'pred2')[r % 2]} of pair {r // 2} contains NaN or inf values; "
+                                    "check the network input")
         areas = torch.tensor([h * w for h, w in self.imshapes], dtype=torch.float32)
         self.total_area_i = float(areas[ei].sum())
         self.total_area_j = float(areas[ej].sum())
@@ -200,7 +205,7 @@ class BasePCOptimizer(nn.Module):
         paths: list[str | None] = [None] * self.n_imgs
         for view, idxs in ((view1, idx1), (view2, idx2)):
             im = view.get("img")
-            im_list = _per_edge(im, E, "view['img']", torch.float32, 3) if im is not None else None
+            im_list = _per_edge(im, E, "view['img']", None, 3) if im is not None else None
             dm = view.get("dynamic_mask")
             dm_list = _per_edge(dm, E, "view['dynamic_mask']", None, 2) if dm is not None else None
             cp = view.get("camera_pose")
@@ -214,7 +219,7 @@ class BasePCOptimizer(nn.Module):
                     if tuple(t.shape[:2]) != self.imshapes[k]:
                         raise Monst3rInputError(f"image {k} is {tuple(t.shape[:2])} but its predictions are "
                                                 f"{self.imshapes[k]}; images and predictions must match")
-                    imgs[k] = (t * 0.5 + 0.5).clamp(0, 1)
+                    imgs[k] = t  # converted below, once per image (the last edge mentioning it wins)
                 if dm_list is not None:
                     m = dm_list[e]
                     dyn[k] = m.bool() if tuple(m.shape) == self.imshapes[k] else None
@@ -223,6 +228,7 @@ class BasePCOptimizer(nn.Module):
                 if inst is not None and e < len(inst):
                     paths[k] = str(inst[e])
         self.img_pathes = paths
+        imgs = [None if im is None else (im.float() * 0.5 + 0.5).clamp(0, 1) for im in imgs]
         self.register_buffer("_imgs", ravel_pad_stack(
             [im if im is not None else torch.zeros(*s, 3) for im, s in zip(imgs, self.imshapes)], A, 1).to(dev),
             persistent=False)
@@ -554,15 +560,21 @@ class BasePCOptimizer(nn.Module):
         from monst3r.result import Reconstruction
         c2w = self.get_im_poses().detach().float().cpu().numpy()
         K = self.get_intrinsics().detach().float().cpu().numpy()
-        depths = [d.detach().float().cpu().numpy() for d in self.get_depthmaps()]
-        confs = [c.detach().float().cpu().numpy() for c in self.im_conf]
-        init = [c.detach().float().cpu().numpy() for c in self.init_conf_maps]
-        masks = [m.detach().cpu().numpy().astype(bool) for m in self.dynamic_masks]
+
+        def per_image(flat: torch.Tensor, dtype=np.float32) -> list[np.ndarray]:
+            """Padded ``[N, maxHW, ...]`` buffer -> N host arrays ``[H, W, ...]`` (one device-to-host copy)."""
+            host = flat.detach().cpu().numpy()
+            return [host[k, :h * w].reshape(h, w, *host.shape[2:]).astype(dtype, copy=False)
+                    for k, (h, w) in enumerate(self.imshapes)]
+        depths = per_image(self.get_depthmaps(raw=True).float())
+        confs = per_image(self._im_conf.float())
+        init = per_image(self._init_conf.float())
+        masks = per_image(self._dyn, bool)
         sam2 = getattr(self, "sam2_dynamic_masks", None)
         sam2_np = None if sam2 is None else [m.detach().cpu().numpy().astype(bool) for m in sam2]
         if mask_source == "sam2_only" and sam2_np is not None:
             masks = sam2_np
-        rgb = [im.detach().float().cpu().numpy() for im in self.imgs]
+        rgb = per_image(self._imgs.float())
         meta = dict(source=type(self).__name__, image_paths=list(self.img_pathes), mask_source=self.mask_source,
                     sam2=getattr(self, "sam2_status", "off"), faithful=self.faithful)
         if self.history["loss"]:

@@ -9,11 +9,14 @@ in OpenCV on the CPU, run in a thread pool.
 from __future__ import annotations
 
 import logging
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 
-from monst3r.cloud_opt.init_im_poses import estimate_focal_knowing_depth, pnp_many
+from monst3r.cloud_opt.init_im_poses import estimate_focal_knowing_depth, fast_pnp, pnp_many
 from monst3r.utils.geometry import intrinsics_from_focal_pp, inv_intrinsics, rigid_inverse, xy_grid
 
 log = logging.getLogger(__name__)
@@ -62,19 +65,9 @@ class PairGeometry:
     conf: torch.Tensor
 
 
-@torch.no_grad()
-def pair_geometry(pi_ab: torch.Tensor, pj_ab: torch.Tensor, ci_ab: torch.Tensor, cj_ab: torch.Tensor,
-                  pi_ba: torch.Tensor, pj_ba: torch.Tensor, ci_ba: torch.Tensor, cj_ba: torch.Tensor,
-                  min_conf_thr: float = 3.0, niter_PnP: int = 100, pnp_workers: int | None = None
-                  ) -> PairGeometry:
-    """Batched ``PairViewer`` for P pairs (a, b) given both directed predictions.
-
-    p*_ab: ``[P, H, W, 3]`` (edge (a, b): ``pi`` = a's points in camera a, ``pj`` = b's points in camera a),
-    c*_ab: ``[P, H, W]`` raw confidences; *_ba likewise for edge (b, a).
-    The camera with the larger pair confidence mean(conf_i) * mean(conf_j) is the reference (identity); the
-    other one is placed by RANSAC PnP (SQPNP, 5 px, ``niter_PnP`` iterations) of its points seen from the
-    reference against its pixel grid, mask = its max confidence > ``min_conf_thr``; failure -> identity.
-    """
+def _pair_setup(pi_ab, pj_ab, ci_ab, cj_ab, pi_ba, pj_ba, ci_ba, cj_ba, min_conf_thr: float) -> dict:
+    """Everything of :func:`pair_geometry` before the PnP: pair confidences, focals, K, reference camera, the
+    other camera's points (seen from the reference) and its PnP mask."""
     P, H, W, _ = pi_ab.shape
     dev = pi_ab.device
     conf = torch.stack((ci_ab.mean(dim=(1, 2)) * cj_ab.mean(dim=(1, 2)),
@@ -89,9 +82,15 @@ def pair_geometry(pi_ab: torch.Tensor, pj_ab: torch.Tensor, ci_ab: torch.Tensor,
     other = 1 - ref
     msk = im_conf[torch.arange(P, device=dev), other] > min_conf_thr
     f_other = focals[torch.arange(P, device=dev), other]
-    jobs = [dict(pts3d=other_pts[p], focal=float(f_other[p]), msk=msk[p], device=dev, niter_PnP=niter_PnP)
-            for p in range(P)]
-    results = pnp_many(jobs, max_workers=pnp_workers)
+    return dict(conf=conf, focals=focals, K=K, im_conf=im_conf, ref=ref, other=other, other_pts=other_pts,
+                msk=msk, f_other=f_other)
+
+
+def _pair_finish(st: dict, results: list, pi_ab: torch.Tensor, pi_ba: torch.Tensor) -> PairGeometry:
+    """The rest of :func:`pair_geometry` given the PnP results ((focal, c2w) or None per pair)."""
+    P, H, W, _ = pi_ab.shape
+    dev = pi_ab.device
+    ref, other, other_pts = st["ref"], st["other"], st["other_pts"]
     eye = torch.eye(4, device=dev, dtype=pi_ab.dtype)
     pose_other = torch.stack([eye if r is None else r[1].to(dev, pi_ab.dtype) for r in results])  # [P, 4, 4]
     c2w = eye.expand(P, 2, 4, 4).clone()
@@ -103,27 +102,61 @@ def pair_geometry(pi_ab: torch.Tensor, pj_ab: torch.Tensor, ci_ab: torch.Tensor,
     d_ref = torch.where((ref == 0)[:, None, None], pi_ab[..., 2], pi_ba[..., 2])
     depths = torch.where((ref == 0)[:, None, None, None], torch.stack((d_ref, d_other), 1),
                          torch.stack((d_other, d_ref), 1))
-    return PairGeometry(focals=focals, c2w=c2w, depths=depths, K=K, ref=ref, im_conf=im_conf, conf=conf)
+    return PairGeometry(focals=st["focals"], c2w=c2w, depths=depths, K=st["K"], ref=ref, im_conf=st["im_conf"],
+                        conf=st["conf"])
+
+
+def _pnp_jobs(st: dict, niter_PnP: int) -> list[dict]:
+    """fast_pnp kwargs of every pair (inputs copied to host numpy once per chunk)."""
+    dev = st["other_pts"].device
+    pts = st["other_pts"].cpu().numpy()
+    msk = st["msk"].cpu().numpy()
+    f = st["f_other"].cpu().tolist()
+    return [dict(pts3d=pts[p], focal=float(f[p]), msk=msk[p], device=dev, niter_PnP=niter_PnP)
+            for p in range(len(f))]
+
+
+@torch.no_grad()
+def pair_geometry(pi_ab: torch.Tensor, pj_ab: torch.Tensor, ci_ab: torch.Tensor, cj_ab: torch.Tensor,
+                  pi_ba: torch.Tensor, pj_ba: torch.Tensor, ci_ba: torch.Tensor, cj_ba: torch.Tensor,
+                  min_conf_thr: float = 3.0, niter_PnP: int = 100, pnp_workers: int | None = None
+                  ) -> PairGeometry:
+    """Batched ``PairViewer`` for P pairs (a, b) given both directed predictions.
+
+    p*_ab: ``[P, H, W, 3]`` (edge (a, b): ``pi`` = a's points in camera a, ``pj`` = b's points in camera a),
+    c*_ab: ``[P, H, W]`` raw confidences; *_ba likewise for edge (b, a).
+    The camera with the larger pair confidence mean(conf_i) * mean(conf_j) is the reference (identity); the
+    other one is placed by RANSAC PnP (SQPNP, 5 px, ``niter_PnP`` iterations) of its points seen from the
+    reference against its pixel grid, mask = its max confidence > ``min_conf_thr``; failure -> identity.
+    """
+    st = _pair_setup(pi_ab, pj_ab, ci_ab, cj_ab, pi_ba, pj_ba, ci_ba, cj_ba, min_conf_thr)
+    results = pnp_many(_pnp_jobs(st, niter_PnP), max_workers=pnp_workers)
+    return _pair_finish(st, results, pi_ab, pi_ba)
 
 
 @torch.no_grad()
 def motion_masks_from_pairs(stacked_pred_i: torch.Tensor, stacked_pred_j: torch.Tensor,
                             stacked_conf_i: torch.Tensor, stacked_conf_j: torch.Tensor,
-                            edges: list[tuple[int, int]], flow_ij: torch.Tensor, flow_ji: torch.Tensor,
+                            edges: list[tuple[int, int]], flow_ij: torch.Tensor, flow_ji: torch.Tensor | None,
                             n_imgs: int, motion_mask_thre: float = 0.35, min_conf_thr: float = 3.0,
-                            niter_PnP: int = 100, chunk_size: int = 64, faithful: bool = False,
+                            niter_PnP: int = 100, chunk_size: int | None = None, faithful: bool = False,
                             return_details: bool = False):
     """Dynamic masks from optical flow versus ego-motion flow (optimizer.md 7.1), all pairs batched.
 
     stacked_pred_*: ``[E, H, W, 3]``, stacked_conf_*: ``[E, H, W]``, flow_ij / flow_ji: ``[E, 2, H, W]``
-    (flow from image i to j of each edge and back); edges: E directed (i, j), symmetrized.
+    (flow from image i to j of each edge and back; ``flow_ji=None``: flow_ji of an edge is flow_ij of its reverse
+    edge, read from ``flow_ij``); edges: E directed (i, j), symmetrized.
     For each unordered pair (a, b), with e = (a, b) the edge listed first and r its reverse: two-view geometry
     (:func:`pair_geometry`), ego flows a->b and b->a, error maps |ego - flow| (flow_ij[e], flow_ji[e]),
     each normalised by its own min and max; each frame averages its maps; mask = mean > ``motion_mask_thre``.
     A constant error map gives 0 instead of the original's NaN unless ``faithful`` (bug 14.14).
+    ``chunk_size``: unordered pairs processed at once (default: about 2M pixels per chunk, which bounds the
+    temporaries to a few hundred MB at any size).
     Returns masks ``[N, H, W]`` bool (+ details dict: pairs, ego flows, mean normalised error).
     """
     E, H, W, _ = stacked_pred_i.shape
+    if not chunk_size:
+        chunk_size = max(1, (1 << 21) // max(H * W, 1))
     dev = stacked_pred_i.device
     pos = {(int(i), int(j)): k for k, (i, j) in enumerate(edges)}
     fwd, rev = [], []
@@ -142,19 +175,26 @@ def motion_masks_from_pairs(stacked_pred_i: torch.Tensor, stacked_pred_j: torch.
     err_sum = torch.zeros(n_imgs, H * W, device=dev, dtype=torch.float32)
     err_cnt = torch.zeros(n_imgs, device=dev, dtype=torch.float32)
     ego_ab_all, ego_ba_all = [], []
-    for s in range(0, len(fwd), chunk_size):
-        e = fwd_t[s:s + chunk_size]
-        r = rev_t[s:s + chunk_size]
-        g = pair_geometry(stacked_pred_i[e], stacked_pred_j[e], stacked_conf_i[e], stacked_conf_j[e],
-                          stacked_pred_i[r], stacked_pred_j[r], stacked_conf_i[r], stacked_conf_j[r],
-                          min_conf_thr=min_conf_thr, niter_PnP=niter_PnP)
+
+    def gather(s):
+        e, r = fwd_t[s:s + chunk_size], rev_t[s:s + chunk_size]
+        return e, r, (stacked_pred_i[e], stacked_pred_j[e], stacked_conf_i[e], stacked_conf_j[e],
+                      stacked_pred_i[r], stacked_pred_j[r], stacked_conf_i[r], stacked_conf_j[r])
+
+    def finish(s, st, results):
+        e, r = fwd_t[s:s + chunk_size], rev_t[s:s + chunk_size]
+        pi_ab, pi_ba = stacked_pred_i[e], stacked_pred_i[r]
+        # the other camera's points, recomputed from the stored predictions (not kept while the PnPs run)
+        st["other_pts"] = torch.where((st["ref"] == 0)[:, None, None, None], stacked_pred_j[e], stacked_pred_j[r])
+        g = _pair_finish(st, results, pi_ab, pi_ba)
         R, T = g.c2w[:, :, :3, :3], g.c2w[:, :, :3, 3]
         Kinv = inv_intrinsics(g.K)
         disp = 1 / (g.depths + 1e-6)  # [p, 2, H, W]
         ego_ab = ego_flow(R[:, 0], T[:, 0], R[:, 1], T[:, 1], disp[:, 0:1], g.K[:, 1], Kinv[:, 0])
         ego_ba = ego_flow(R[:, 1], T[:, 1], R[:, 0], T[:, 0], disp[:, 1:2], g.K[:, 0], Kinv[:, 1])
         err_a = torch.linalg.vector_norm(ego_ab - flow_ij[e], dim=1).reshape(len(e), -1)
-        err_b = torch.linalg.vector_norm(ego_ba - flow_ji[e], dim=1).reshape(len(e), -1)
+        f_ba = flow_ij[r] if flow_ji is None else flow_ji[e]
+        err_b = torch.linalg.vector_norm(ego_ba - f_ba, dim=1).reshape(len(e), -1)
         errs = torch.cat((err_a, err_b))  # [2p, HW]
         mn = errs.min(dim=1, keepdim=True).values
         mx = errs.max(dim=1, keepdim=True).values
@@ -168,6 +208,27 @@ def motion_masks_from_pairs(stacked_pred_i: torch.Tensor, stacked_pred_j: torch.
         if return_details:
             ego_ab_all.append(ego_ab)
             ego_ba_all.append(ego_ba)
+
+    # The RANSAC PnPs (OpenCV, CPU) of a chunk run in a thread pool while the next chunks are prepared on the
+    # device; at most ~2 x workers pairs are in flight, so the memory stays bounded. Chunks are finished in order
+    # (same accumulation order as a sequential loop).
+    starts = list(range(0, len(fwd), chunk_size))
+    workers = max(1, min(len(fwd), os.cpu_count() or 1))
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for s in starts:
+            _, _, inputs = gather(s)
+            st = _pair_setup(*inputs, min_conf_thr=min_conf_thr)
+            futures = [pool.submit(fast_pnp, **job) for job in _pnp_jobs(st, niter_PnP)]
+            st["other_pts"] = None
+            pending.append((s, st, futures))
+            del inputs
+            while pending and sum(len(p[2]) for p in pending) > max(2 * workers, chunk_size):
+                s0, st0, fut0 = pending.popleft()
+                finish(s0, st0, [f.result() for f in fut0])
+        while pending:
+            s0, st0, fut0 = pending.popleft()
+            finish(s0, st0, [f.result() for f in fut0])
     mean_err = err_sum / err_cnt.clamp_min(1)[:, None]
     masks = (mean_err > motion_mask_thre).reshape(n_imgs, H, W)
     if err_cnt.eq(0).any():

@@ -7,10 +7,12 @@ Parameters (batched layout, also used by the non-batched and window-wise modes):
 
 Loss (section 5): pairwise alignment + temporal smoothness + optical-flow consistency on static pixels
 (+ optional depth prior). Modes:
-- batched (default): one vectorised forward over all pairs;
-- non-batched (``batchify=False``): pairs processed in chunks with gradient accumulation through detached
-  leaves, so the peak memory holds one chunk's intermediates. By default the result equals the batched mode;
-  ``faithful=True`` reproduces the original's per-edge normalisation of the flow and depth terms (bug 14.6);
+- batched (default): one forward over all pairs. The two heavy terms run through the chunked kernels of
+  ``kernels.py`` (gradients computed during the forward pass, pair data read in place), so the peak memory is
+  the stored pair data plus a few chunk-sized buffers;
+- non-batched (``batchify=False``): the same code path (there is nothing left to save by accumulating
+  gradients pair by pair); by default the result equals the batched mode, ``faithful=True`` reproduces the
+  original's per-edge normalisation of the flow and depth terms (bug 14.6);
 - window-wise (``window_wise=True``): overlapping windows of frames optimised one after the other (section 9.1),
   optionally continuing a previous result (``prev_video_results``).
 """
@@ -29,7 +31,7 @@ from tqdm.auto import tqdm
 from monst3r.cloud_opt import init_im_poses
 from monst3r.cloud_opt.base_opt import BasePCOptimizer, make_adam
 from monst3r.cloud_opt.commons import ALL_DISTS, get_lr, ravel_pad_stack, reverse_edge_index
-from monst3r.cloud_opt.kernels import ego_flow_loss, pair_align_dist
+from monst3r.cloud_opt.kernels import default_chunk_rows, ego_flow_sum, pair_align_sum
 from monst3r.cloud_opt.losses import depth_regularization_si_weighted
 from monst3r.errors import Monst3rInputError
 from monst3r.utils.geometry import tum_to_pose_matrix, xy_grid
@@ -42,21 +44,30 @@ DEFAULT_RAFT_SINTEL_CKPT = "raft-sintel"  # classic RAFT, raft-sintel.pth (sinte
 
 @dataclass
 class _Ctx:
-    """Index data of one (sub-)problem: a range of frames and the pairs inside it (local frame indices)."""
+    """Index data of one (sub-)problem: a range of frames and the pairs inside it (local frame indices).
+
+    The large per-pair inputs (predictions, optical flows) are never copied: ``pred_rows`` / ``fl_rows`` select
+    rows of the scene's stored buffers (None = all rows, in order) and the loss kernels gather them chunk by chunk.
+    """
     n: int                      # number of frames
+    start: int                  # first frame (global index of local frame 0)
     ei: torch.Tensor            # [e] local index of view 1
     ej: torch.Tensor            # [e] local index of view 2
-    pred: torch.Tensor          # [2e, 3, HW] channels first: view-1 predictions of the pairs, then view-2 ones
-    w_norm: torch.Tensor        # [2e, HW] loss weights divided by the normalisation (total area, or area * e)
-    idx: torch.Tensor           # [2e] image of each row of ``pred`` (cat(ei, ej))
+    pred_rows: torch.Tensor | None  # [2e] rows of the scene's ``_pred_t`` / ``_stacked_conf`` (view-1 rows of the
+                                    # pairs, then view-2 ones)
+    norm: torch.Tensor          # [2e] normalisation of each row's weights conf_trf(conf) (total area, or area * e)
+    idx: torch.Tensor           # [2e] image of each row (cat(ei, ej))
     grid: torch.Tensor          # [2, HW] (shared) or [n, 2, HW]
     edge_ids: torch.Tensor      # [e] global edge indices
     fl_src: torch.Tensor | None = None     # [D] local source frame of each directed flow pair
     fl_tgt: torch.Tensor | None = None
-    fl_obs: torch.Tensor | None = None     # [D, 2, HW] observed optical flow
-    fl_static: torch.Tensor | None = None  # [D, 1, HW] float 0/1, static pixels of the source
+    fl_rows: torch.Tensor | None = None    # [D] rows of the scene's flow store (None: all rows in order)
+    fl_static: torch.Tensor | None = None  # [n, HW] float 0/1, static pixels of each frame
+    fl_valid: bool = False                 # also mask with the stored forward-backward validity of each row
     fl_group: torch.Tensor | None = None   # [D] 0 = i->j direction of an edge, 1 = j->i (two pooled groups)
+    fl_group_rows: tuple = ()              # row indices of each non-empty group
     fl_factor: float = 1.0                 # 2 when each directed pair stands for both directions of a pair
+    fl_ph: torch.Tensor | None = None      # [3, HW] homogeneous pixel grid
     dyn: torch.Tensor | None = None        # [n, HW] bool dynamic masks (depth prior)
     init_depth: torch.Tensor | None = None  # [n, HW] (depth prior)
 
@@ -90,7 +101,8 @@ class PointCloudOptimizer(BasePCOptimizer):
     network) or ``flow_checkpoint`` (path or name for ``third_party.raft.load_flow_model``);
     ``dynamic_masks`` (``[N, H, W]`` bool, user masks: no self masks are computed);
     ``flow_use_validity`` (also ignore pixels failing the forward-backward check; off = the original's loss);
-    ``sam2_checkpoint`` / ``sam2_config``; ``chunk_size`` (pairs per chunk in non-batched mode);
+    ``sam2_checkpoint`` / ``sam2_config``; ``chunk_size`` (pairs per chunk of the loss kernels, all modes;
+    default: a per-device pixel budget, see ``kernels.CHUNK_PIXELS``);
     ``niter_PnP_pairs`` (RANSAC iterations of the motion-mask pair views, 100); ``faithful`` (see base class).
     """
 
@@ -154,8 +166,7 @@ class PointCloudOptimizer(BasePCOptimizer):
         self.register_buffer("_root_mask", torch.zeros(N, dtype=torch.bool, device=dev), persistent=False)
 
         # optical flow, motion masks
-        self.flow_ij = self.flow_ji = self.flow_valid_mask_i = self.flow_valid_mask_j = None
-        self._flow_data = None
+        self._clear_flows()
         if self.flow_loss_weight > 0:
             if not self.same_size:
                 log.warning("images have different sizes: the optical-flow loss and the self motion masks need "
@@ -177,6 +188,66 @@ class PointCloudOptimizer(BasePCOptimizer):
     # ------------------------------------------------------------------------------------------------------
     # flows and masks
     # ------------------------------------------------------------------------------------------------------
+    # Storage: ``flow_ij`` ``[E, 2, H, W]`` (and ``flow_valid_mask_i`` ``[E, 1, H, W]`` bool). When the flows of
+    # each edge and of its reverse are consistent (flow_ji of edge e == flow_ij of the reverse edge, always the
+    # case for computed flows), ``flow_ji`` / ``flow_valid_mask_j`` are not stored: the properties below
+    # materialise them on demand, and the loss reads each directed flow once from ``flow_ij``. Otherwise both
+    # directions live in one ``[2E, 2, HW]`` store of which ``flow_ij`` / ``flow_ji`` are views.
+    def _clear_flows(self) -> None:
+        self.flow_ij = self.flow_valid_mask_i = None
+        self._flow_ji = self._flow_valid_j = None
+        self._flow_rev: torch.Tensor | None = None  # [E] reverse edge of each edge, when flow_ji is derived
+        self._flow_obs = self._flow_valid = None    # [D, 2, HW] / [D, 1, HW] stores read by the loss
+
+    @property
+    def flow_ji(self) -> torch.Tensor | None:
+        """``[E, 2, H, W]`` flow from image j to image i of each edge (a new tensor when derived from flow_ij)."""
+        if self._flow_ji is None and self.flow_ij is not None and self._flow_rev is not None:
+            return self.flow_ij.index_select(0, self._flow_rev)
+        return self._flow_ji
+
+    @property
+    def flow_valid_mask_j(self) -> torch.Tensor | None:
+        if self._flow_valid_j is None and self.flow_valid_mask_i is not None and self._flow_rev is not None:
+            return self.flow_valid_mask_i.index_select(0, self._flow_rev)
+        return self._flow_valid_j
+
+    @torch.no_grad()
+    def _set_flows(self, fij: torch.Tensor, fji: torch.Tensor, vi: torch.Tensor | None, vj: torch.Tensor | None,
+                   consistent: bool | None = None) -> None:
+        """Store the flows of every edge compactly (see above). ``consistent`` None: checked here, chunk by chunk."""
+        E = self.n_edges
+        H, W = self.imshapes[0]
+        rev = reverse_edge_index(self.edges)
+        if rev is not None and consistent is None:
+            rev_t = torch.tensor(rev, device=fij.device)
+            step = max(1, (1 << 22) // max(H * W, 1))
+            consistent = all(torch.equal(fji[a:a + step], fij.index_select(0, rev_t[a:a + step]))
+                             for a in range(0, E, step))
+            if consistent and vi is not None:
+                consistent = all(torch.equal(vj[a:a + step], vi.index_select(0, rev_t[a:a + step]))
+                                 for a in range(0, E, step))
+        self._clear_flows()
+        if rev is not None and consistent:
+            self.flow_ij = fij.float().to(self.device)
+            self.flow_valid_mask_i = None if vi is None else vi.bool().reshape(E, 1, H, W).to(self.device)
+            self._flow_rev = torch.tensor(rev, device=self.device)
+            self._flow_obs = self.flow_ij.view(E, 2, H * W)
+            self._flow_valid = None if vi is None else self.flow_valid_mask_i.view(E, 1, H * W)
+        else:
+            obs = torch.empty(2 * E, 2, H * W, device=self.device)
+            obs[:E].copy_(fij.reshape(E, 2, -1))
+            obs[E:].copy_(fji.reshape(E, 2, -1))
+            self._flow_obs = obs
+            self.flow_ij, self._flow_ji = obs[:E].view(E, 2, H, W), obs[E:].view(E, 2, H, W)
+            if vi is not None:
+                val = torch.empty(2 * E, 1, H * W, dtype=torch.bool, device=self.device)
+                val[:E].copy_(vi.reshape(E, 1, -1))
+                val[E:].copy_(vj.reshape(E, 1, -1))
+                self._flow_valid = val
+                self.flow_valid_mask_i = val[:E].view(E, 1, H, W)
+                self._flow_valid_j = val[E:].view(E, 1, H, W)
+
     def _store_flows(self, flows) -> None:
         if not isinstance(flows, (list, tuple)) or len(flows) not in (2, 4):
             raise Monst3rInputError("flows must be (flow_ij, flow_ji) or (flow_ij, flow_ji, valid_i, valid_j)")
@@ -187,11 +258,11 @@ class PointCloudOptimizer(BasePCOptimizer):
         for name, f in (("flow_ij", fij), ("flow_ji", fji)):
             if tuple(f.shape) != (E, 2, H, W):
                 raise Monst3rInputError(f"{name} must be [{E}, 2, {H}, {W}] (one flow per pair), got {tuple(f.shape)}")
-        self.flow_ij = fij.float().to(self.device)
-        self.flow_ji = fji.float().to(self.device)
+        vi = vj = None
         if len(flows) == 4 and flows[2] is not None:
-            self.flow_valid_mask_i = torch.as_tensor(flows[2]).bool().reshape(E, 1, H, W).to(self.device)
-            self.flow_valid_mask_j = torch.as_tensor(flows[3]).bool().reshape(E, 1, H, W).to(self.device)
+            vi = torch.as_tensor(flows[2]).bool().reshape(E, 1, H, W)
+            vj = torch.as_tensor(flows[3]).bool().reshape(E, 1, H, W)
+        self._set_flows(fij.float(), fji.float(), vi, vj)
 
     def _compute_flows(self, flow_model, flow_checkpoint, sintel_ckpt) -> None:
         """Flow network on every unordered pair once (both directions), mirrored to all directed edges."""
@@ -208,20 +279,25 @@ class PointCloudOptimizer(BasePCOptimizer):
         imgs = self._imgs.reshape(self.n_imgs, *self.imshapes[0], 3)
         fij, fji, vi, vj = motion.compute_pair_flows(flow_model, imgs, [self.edges[e] for e in unique],
                                                      chunk_size=12, iters=20)
-        fij, fji, vi, vj = (t.to(self.device) for t in (fij, fji, vi, vj))
-        E = self.n_edges
-        H, W = self.imshapes[0]
-        F_ij = torch.empty(E, 2, H, W, device=self.device)
-        F_ji = torch.empty_like(F_ij)
-        V_i = torch.empty(E, 1, H, W, dtype=torch.bool, device=self.device)
-        V_j = torch.empty_like(V_i)
-        for u, e in enumerate(unique):
-            F_ij[e], F_ji[e], V_i[e], V_j[e] = fij[u], fji[u], vi[u].reshape(1, H, W), vj[u].reshape(1, H, W)
-            if rev is not None and rev[e] != e:
-                r = rev[e]
-                F_ij[r], F_ji[r], V_i[r], V_j[r] = fji[u], fij[u], vj[u].reshape(1, H, W), vi[u].reshape(1, H, W)
-        self.flow_ij, self.flow_ji, self.flow_valid_mask_i, self.flow_valid_mask_j = F_ij, F_ji, V_i, V_j
         del flow_model
+        fij, fji, vi, vj = (t.to(self.device) for t in (fij, fji, vi, vj))
+        H, W = self.imshapes[0]
+        vi, vj = vi.reshape(-1, 1, H, W), vj.reshape(-1, 1, H, W)
+        if rev is None:
+            self._set_flows(fij, fji, vi, vj, consistent=False)
+            return
+        # edge e = unique[u] gets (fij[u], fji[u]); its reverse r gets (fji[u], fij[u]): flow_ij of every edge is
+        # one of the computed flows, and flow_ji of every edge is flow_ij of its reverse
+        E = self.n_edges
+        fwd = torch.tensor(unique, device=self.device)
+        bwd = torch.tensor([rev[e] for e in unique], device=self.device)
+        F_ij = fij.new_empty(E, 2, H, W).index_copy_(0, fwd, fij)
+        V_i = vi.new_empty(E, 1, H, W).index_copy_(0, fwd, vi)
+        del fij, vi
+        F_ij.index_copy_(0, bwd, fji)
+        V_i.index_copy_(0, bwd, vj)
+        del fji, vj
+        self._set_flows(F_ij, None, V_i, None, consistent=True)
 
     def _setup_flow(self, flows, flow_model, flow_checkpoint, sintel_ckpt, niter_PnP_pairs,
                     sam2_checkpoint, sam2_config) -> None:
@@ -239,7 +315,7 @@ class PointCloudOptimizer(BasePCOptimizer):
             masks = motion_masks_from_pairs(
                 self._stacked_pred_i.unflatten(1, (H, W)), self._stacked_pred_j.unflatten(1, (H, W)),
                 self._stacked_conf_i.reshape(E, H, W), self._stacked_conf_j.reshape(E, H, W), self.edges,
-                self.flow_ij, self.flow_ji, self.n_imgs, motion_mask_thre=self.motion_mask_thre,
+                self.flow_ij, self._flow_ji, self.n_imgs, motion_mask_thre=self.motion_mask_thre,
                 min_conf_thr=self.min_conf_thr, niter_PnP=niter_PnP_pairs, faithful=self.faithful)
             self._dyn.copy_(masks.reshape(self.n_imgs, -1))
             self.mask_source = "self"
@@ -345,7 +421,13 @@ class PointCloudOptimizer(BasePCOptimizer):
     def _set_focal(self, idx: int, focal: float, force: bool = False) -> None:
         if not (self.im_focals.requires_grad or force):
             return
-        self.im_focals.data[idx] = self.focal_break * math.log(float(focal))
+        focal = float(focal)
+        if not (math.isfinite(focal) and focal > 0):
+            # Robustness (not in the original, which crashes or propagates NaN here): an initial focal estimate
+            # from degenerate point maps can be <= 0 or NaN; keep the current (default) value instead.
+            log.warning("initial focal estimate %r is not a positive number; keeping the default focal", focal)
+            return
+        self.im_focals.data[idx] = self.focal_break * math.log(focal)
 
     @torch.no_grad()
     def _set_principal_point(self, idx: int, pp, force: bool = False) -> None:
@@ -542,37 +624,19 @@ class PointCloudOptimizer(BasePCOptimizer):
     # problem description (all frames, or a window)
     # ------------------------------------------------------------------------------------------------------
     def _flow_directed(self):
-        """Directed flow pairs (src, tgt, obs, validity, group) and the factor for the pooled loss.
+        """Directed flow pairs (src, tgt, group, factor) of the rows of the flow store ``_flow_obs``.
 
         With a symmetrized graph whose flows are consistent (flow_ji of an edge == flow_ij of its reverse) the
         i->j terms of all edges already contain every j->i term of the reverse edges, so each directed pair is
-        evaluated once and counted twice (same value as the original, half the work).
+        evaluated once and counted twice (same value as the original, half the work); the store then holds
+        flow_ij only. Otherwise the store holds flow_ij then flow_ji (two pooled groups).
         """
-        if self._flow_data is not None:
-            return self._flow_data
         E = self.n_edges
-        rev = reverse_edge_index(self.edges)
-        obs_ij = self.flow_ij.reshape(E, 2, -1)
-        obs_ji = self.flow_ji.reshape(E, 2, -1)
-        vi = None if self.flow_valid_mask_i is None else self.flow_valid_mask_i.reshape(E, 1, -1)
-        vj = None if self.flow_valid_mask_j is None else self.flow_valid_mask_j.reshape(E, 1, -1)
-        dedup = rev is not None and torch.equal(obs_ji, obs_ij[rev]) and (
-            vi is None or torch.equal(vj, vi[rev]))
-        if dedup:
-            src, tgt = self._ei, self._ej
-            obs, valid = obs_ij, vi
-            group = torch.zeros(E, dtype=torch.long, device=self.device)
-            eid = torch.arange(E, device=self.device)
-            factor = 2.0
-        else:
-            src, tgt = torch.cat((self._ei, self._ej)), torch.cat((self._ej, self._ei))
-            obs = torch.cat((obs_ij, obs_ji))
-            valid = None if vi is None else torch.cat((vi, vj))
-            group = torch.cat((torch.zeros(E, dtype=torch.long), torch.ones(E, dtype=torch.long))).to(self.device)
-            eid = torch.arange(E, device=self.device).repeat(2)
-            factor = 1.0
-        self._flow_data = (src, tgt, obs, valid, group, eid, factor)
-        return self._flow_data
+        if self._flow_rev is not None:
+            return self._ei, self._ej, torch.zeros(E, dtype=torch.long, device=self.device), 2.0
+        src, tgt = torch.cat((self._ei, self._ej)), torch.cat((self._ej, self._ei))
+        group = torch.cat((torch.zeros(E, dtype=torch.long), torch.ones(E, dtype=torch.long))).to(self.device)
+        return src, tgt, group, 1.0
 
     def _make_ctx(self, frames: range | None = None) -> _Ctx:
         """Index data for frames ``[start, end)`` (all frames when None) and the pairs inside."""
@@ -584,33 +648,35 @@ class PointCloudOptimizer(BasePCOptimizer):
         grid = self._grid[0] if self.same_size else self._grid[start:end]
         E = self.n_edges
         full = len(eids) == E
-        rows = torch.arange(2 * E, device=self.device) if full else torch.cat((eids, eids + E))
-        pred = self._pred_t if full else self._pred_t[rows]
-        conf = self._stacked_conf if full else self._stacked_conf[rows]
+        rows = None if full else torch.cat((eids, eids + E))
         areas = torch.cat((self._edge_area_i[eids], self._edge_area_j[eids]))
         e = len(eids)
         if self.faithful and not self.batchify and not self.window_wise and not self.same_size:
             norm = areas * max(e, 1)  # the original's non-batched per-edge normalisation (only differs then)
         else:
             norm = torch.cat((self._edge_area_i[eids].sum().expand(e), self._edge_area_j[eids].sum().expand(e)))
-        w = self.conf_trf(conf)
-        if not self.same_size:  # padded pixels weigh 0 (their raw confidence 0 would give log(0))
-            w = torch.where(self._valid[torch.cat((self._ei[eids], self._ej[eids]))], w, torch.zeros_like(w))
-        w_norm = w / norm[:, None]
-        ctx = _Ctx(n=end - start, ei=ei, ej=ej, pred=pred, w_norm=w_norm, idx=torch.cat((ei, ej)), grid=grid,
+        ctx = _Ctx(n=end - start, start=start, ei=ei, ej=ej, pred_rows=rows, norm=norm, idx=torch.cat((ei, ej)), grid=grid,
                    edge_ids=eids)
-        if self.flow_loss_weight > 0 and self.flow_ij is not None:
-            src, tgt, obs, valid, group, eid, factor = self._flow_directed()
+        if self.flow_loss_weight > 0 and self._flow_obs is not None:
+            src, tgt, group, factor = self._flow_directed()
             keep = (src >= start) & (src < end) & (tgt >= start) & (tgt < end)
             d = torch.nonzero(keep).ravel()
+            ctx.fl_rows = None if len(d) == len(src) else d
             ctx.fl_src, ctx.fl_tgt = src[d] - start, tgt[d] - start
-            ctx.fl_obs = obs[d]
-            static = ~self._dyn[src[d]][:, None, :]
-            if self.flow_use_validity and valid is not None:
-                static = static & valid[d]
-            ctx.fl_static = static.float()  # float 0/1: boolean ops are slow on CPU
-            ctx.fl_group = group[d]
+            ctx.fl_static = (~self._dyn[start:end]).float()  # float 0/1: boolean ops are slow on CPU
+            ctx.fl_valid = self.flow_use_validity and self._flow_valid is not None
+            g = group[d]
+            present = [k for k in (0, 1) if bool((g == k).any())]
+            ctx.fl_group = torch.zeros_like(g)
+            rows_of = []
+            for pos, k in enumerate(present):
+                sel = torch.nonzero(g == k).ravel()
+                ctx.fl_group[sel] = pos
+                rows_of.append(sel)
+            ctx.fl_group_rows = tuple(rows_of)
             ctx.fl_factor = factor
+            if grid.ndim == 2:
+                ctx.fl_ph = torch.cat((grid, torch.ones_like(grid[:1])), dim=0)  # [3, HW]
         if self.depth_regularize_weight > 0 and self.init_depthmaps is not None:
             ctx.dyn = self._dyn[start:end]
             ctx.init_depth = ravel_pad_stack(self.init_depthmaps[start:end], self.max_area).to(self.device)
@@ -656,23 +722,35 @@ class PointCloudOptimizer(BasePCOptimizer):
                                self.pw_poses, self.get_pw_norm_scale_factor(), adapt)
 
     # terms -----------------------------------------------------------------------------------------------
-    def _pair_align(self, ctx: _Ctx, X: torch.Tensor, M: torch.Tensor, t: torch.Tensor, adapt: torch.Tensor | None,
-                    sel: slice = slice(None)) -> torch.Tensor:
-        """Normalised alignment term l_i + l_j (optimizer.md 5.1) over the pairs ``sel`` (a slice) of ``ctx``.
+    def _chunk_rows(self) -> int:
+        """Pairs per chunk of the loss kernels (``chunk_size``, or a per-device pixel budget)."""
+        return default_chunk_rows(self.max_area, self.device, self.chunk_size)
+
+    def _pair_align(self, ctx: _Ctx, X: torch.Tensor, M: torch.Tensor, t: torch.Tensor,
+                    adapt: torch.Tensor | None) -> torch.Tensor:
+        """Normalised alignment term l_i + l_j (optimizer.md 5.1) over the pairs of ``ctx``.
 
         X: ``[n, 3, HW]`` world points; M ``[e, 3, 3]`` / t ``[e, 3]``: scaled pair poses of the pairs of ``ctx``.
-        Both views of every pair go through one fused kernel call (rows ``sel`` and ``sel + e``).
+        Both views of every pair go through one fused, chunked kernel call (rows of view 1, then of view 2).
         """
-        e = len(ctx.ei)
-        a, b, _ = sel.indices(e)
-        rows = torch.cat((torch.arange(a, b, device=X.device), torch.arange(a + e, b + e, device=X.device))) \
-            if (a, b) != (0, e) else slice(None)
-        M2, t2 = torch.cat((M[a:b], M[a:b])), torch.cat((t[a:b], t[a:b]))
-        P = ctx.pred[rows]
-        if adapt is not None:
-            P = P * torch.cat((adapt[a:b], adapt[a:b]))[:, :, None]
+        M2, t2 = torch.cat((M, M)), torch.cat((t, t))
+        a2 = torch.cat((adapt, adapt)) if adapt is not None else None
         squared = self.dist is ALL_DISTS["l2"]
-        return pair_align_dist(X, M2, t2, P, ctx.w_norm[rows], ctx.idx[rows], squared).sum()
+        return pair_align_sum(X, M2, t2, self._pred_t, self._row_weights(ctx), ctx.idx, rows=ctx.pred_rows,
+                              adapt=a2, squared=squared, chunk=self._chunk_rows())
+
+    def _row_weights(self, ctx: _Ctx):
+        """Loss weights conf_trf(conf) / norm of rows a..b-1 of ``ctx`` (``w(a, b)``), computed when the kernel
+        reaches them: a stored copy would cost as much memory as the confidences (a cheap recomputation)."""
+        conf, rows, norm, img = self._stacked_conf, ctx.pred_rows, ctx.norm, ctx.idx + ctx.start
+
+        def w(a: int, b: int) -> torch.Tensor:
+            c = conf[a:b] if rows is None else conf.index_select(0, rows[a:b])
+            wc = self.conf_trf(c)
+            if not self.same_size:  # padded pixels weigh 0 (their raw confidence 0 would give log(0))
+                wc = torch.where(self._valid.index_select(0, img[a:b]), wc, torch.zeros_like(wc))
+            return wc / norm[a:b, None]
+        return w
 
     @staticmethod
     def _intrinsics_pair(focals: torch.Tensor, pps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -684,32 +762,38 @@ class PointCloudOptimizer(BasePCOptimizer):
         Kinv = torch.stack((inv_f, z, -cx * inv_f, z, inv_f, -cy * inv_f, z, z, o), dim=1).view(-1, 3, 3)
         return K, Kinv
 
-    def _flow_parts(self, ctx: _Ctx, depth, R, T, K, Kinv, sel: slice | torch.Tensor = slice(None)):
-        """Per directed pair (numerator, count) of the flow loss over the pairs ``sel`` of ``ctx``."""
-        src, tgt = ctx.fl_src[sel], ctx.fl_tgt[sel]
+    def _flow_parts(self, ctx: _Ctx, depth, R, T, K, Kinv):
+        """Per group of directed pairs (numerator, count) of the flow loss over the pairs of ``ctx``; with the
+        original's non-batched pooling (faithful) one group whose numerator is sum(num / count) over the pairs."""
+        src, tgt = ctx.fl_src, ctx.fl_tgt
         Rt = R[tgt].transpose(1, 2)
         Hm = K[tgt] @ (Rt @ R[src]) @ Kinv[src]
         kt = (K[tgt] @ (Rt @ (T[src] - T[tgt])[..., None]))[..., 0]  # [D, 3]
-        if ctx.grid.ndim != 2:
+        if ctx.fl_ph is None:
             raise RuntimeError("the flow loss needs images of one size")
-        Ph = torch.cat((ctx.grid, torch.ones_like(ctx.grid[:1])), dim=0)  # [3, HW]
-        disp = 1 / (depth[src] + 1e-6)  # [D, HW]
-        return ego_flow_loss(Hm, kt, disp, ctx.fl_obs[sel], ctx.fl_static[sel], Ph, self.pxl_thre,
-                             mse=self.flow_loss_fn == "mse")
+        disp = 1 / (depth + 1e-6)  # [n, HW]
+        if self._per_edge_flow:
+            group = torch.zeros_like(src)
+            group_rows = (torch.arange(len(src), device=src.device),)
+            per_row = "raw" if self.faithful else "guard"  # the original: NaN for a pair without static pixels
+        else:
+            group, group_rows, per_row = ctx.fl_group, ctx.fl_group_rows, None
+        valid = self._flow_valid if ctx.fl_valid else None
+        return ego_flow_sum(Hm, kt, disp, src, self._flow_obs, ctx.fl_static, ctx.fl_ph, group=group,
+                            group_rows=group_rows, obs_rows=ctx.fl_rows, valid=valid, valid_rows=ctx.fl_rows,
+                            per_row=per_row, thre=self.pxl_thre, mse=self.flow_loss_fn == "mse",
+                            chunk=self._chunk_rows())
 
     def _combine_flow(self, ctx: _Ctx, num: torch.Tensor, cnt: torch.Tensor, n_edges: int) -> torch.Tensor:
-        """Flow value from per-directed-pair parts: pooled per direction group (batched formula), or the
-        original's non-batched per-edge pooling summed over edges / E (faithful non-batched mode)."""
-        guard = not self.faithful
+        """Flow value from per-group parts: pooled per direction group (batched formula), or the original's
+        non-batched per-edge pooling summed over edges / E (faithful non-batched mode: ``num`` already holds
+        sum(num / count))."""
         if self._per_edge_flow:
-            per = num / (cnt.clamp_min(1) if guard else cnt)
-            return ctx.fl_factor * per.sum() / n_edges
+            return ctx.fl_factor * num.sum() / n_edges
+        guard = not self.faithful
         total = num.new_zeros(())
-        for g in (0, 1):
-            sel = ctx.fl_group == g
-            if bool(sel.any()):
-                c = cnt[sel].sum()
-                total = total + num[sel].sum() / (c.clamp_min(1) if guard else c)
+        for g in range(len(num)):
+            total = total + num[g] / (cnt[g].clamp_min(1) if guard else cnt[g])
         return ctx.fl_factor * total
 
     def _temporal(self, R: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
@@ -769,90 +853,12 @@ class PointCloudOptimizer(BasePCOptimizer):
         return {k: float(v) for k, v in out.items()}
 
     # ------------------------------------------------------------------------------------------------------
-    # non-batched mode: chunks + gradient accumulation through detached leaves
+    # non-batched mode
     # ------------------------------------------------------------------------------------------------------
-    def loss_and_backward(self, epoch: int = 0):
-        if self.batchify or self.window_wise:
-            return super().loss_and_backward(epoch)
-        return self._chunked_loss_and_backward(epoch)
-
-    def _default_chunk(self) -> int:
-        if self.chunk_size:
-            return int(self.chunk_size)
-        return max(1, int(2 ** 23 // max(self.max_area, 1)))  # ~8M pixels (x 2 views) per chunk
-
-    def _chunked_loss_and_backward(self, epoch: int):
-        """Same value and gradient as the batched forward (or the faithful per-edge variant), with the pairwise
-        and flow intermediates of only ``chunk_size`` pairs alive at a time."""
-        ctx = self._ctx()
-        v = self._variables()
-        X = self._world_points(v.depth, v.R, v.T, v.focals, v.pps, ctx.grid)
-        leaves = {k: t.detach().requires_grad_() for k, t in (("X", X), ("M", v.M), ("t", v.t))}
-        al = v.adapt.detach().requires_grad_() if v.adapt is not None else None
-        E = len(ctx.ei)
-        cs = self._default_chunk()
-        align_val = X.new_zeros(())
-        for s in range(0, E, cs):
-            part = self._pair_align(ctx, leaves["X"], leaves["M"], leaves["t"], al, slice(s, min(s + cs, E)))
-            part.backward()
-            align_val += part.detach()
-        roots = [X, v.M, v.t]
-        grads = [leaves["X"].grad, leaves["M"].grad, leaves["t"].grad]
-        if al is not None:
-            roots.append(v.adapt)
-            grads.append(al.grad)
-        loss_val = align_val.clone()
-        extra = X.new_zeros(())
-        if self.temporal_smoothing_weight > 0:
-            extra = extra + self.temporal_smoothing_weight * self._temporal(v.R, v.T)
-        flow_gated = X.new_zeros(())
-        if ctx.fl_src is not None and self._flow_active(epoch) and len(ctx.fl_src):
-            K, Kinv = self._intrinsics_pair(v.focals, v.pps)
-            base = (v.depth, v.R, v.T, K, Kinv)
-            per_pair = self._per_edge_flow
-            flow = X.new_zeros(())
-            leaf_grads = []
-            for g in (0, 1):
-                idx = torch.nonzero(ctx.fl_group == g).ravel()
-                if not len(idx):
-                    continue
-                # one set of leaves per pooled group: their gradients get the group's constant factor at the end
-                fl = [b.detach().requires_grad_() for b in base]
-                num_sum, cnt_sum = X.new_zeros(()), X.new_zeros(())
-                for s in range(0, len(idx), cs):
-                    num, cnt = self._flow_parts(ctx, *fl, sel=idx[s:s + cs])
-                    if per_pair:
-                        part = (num / (cnt if self.faithful else cnt.clamp_min(1))).sum()
-                    else:
-                        part = num.sum()
-                    part.backward()
-                    num_sum += part.detach()
-                    cnt_sum += cnt.detach().sum()
-                if per_pair:
-                    coef = ctx.fl_factor / E
-                else:
-                    coef = ctx.fl_factor / (cnt_sum if self.faithful else cnt_sum.clamp_min(1))
-                flow = flow + num_sum * coef
-                leaf_grads.append((coef, [f.grad for f in fl]))
-            flow_gated = self._gate(flow)
-            if bool(flow_gated != 0):
-                for coef, gl in leaf_grads:
-                    w = self.flow_loss_weight * coef
-                    for b, gb in zip(base, gl):
-                        if gb is not None and b.requires_grad:
-                            roots.append(b)
-                            grads.append(gb * w)
-            loss_val = loss_val + self.flow_loss_weight * flow_gated
-        if self.depth_regularize_weight > 0 and ctx.init_depth is not None:
-            extra = extra + self.depth_regularize_weight * self._depth_prior(ctx, v.depth)
-        if extra.requires_grad:
-            roots.append(extra)
-            grads.append(torch.ones_like(extra))
-        loss_val = loss_val + extra.detach()
-        pairs = [(r, g) for r, g in zip(roots, grads) if g is not None and r.requires_grad]
-        if pairs:
-            torch.autograd.backward([r for r, _ in pairs], [g for _, g in pairs])
-        return loss_val.detach(), flow_gated.detach()
+    # The loss kernels already process the pairs in chunks of ``chunk_size`` with only one chunk's intermediates
+    # alive, so the non-batched mode (``batchify=False``) shares the batched code path and memory; it differs
+    # only by the original's per-edge normalisations in faithful mode (``_per_edge_flow``, ``_make_ctx``,
+    # ``_depth_prior``).
 
     # ------------------------------------------------------------------------------------------------------
     # window-wise mode
