@@ -12,7 +12,7 @@ $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_av
 $PY bench/bench_forward.py --config vitl --size 512 --batch 8 --dtype fp32 --iters 5
 $PY bench/bench_forward.py --config vitl --size 512 --batch 8 --dtype bf16 --iters 5
 $PY bench/bench_inference.py --config vitl --frames 65 --size 512 --batch 16 --runs fp32:nocache,fp32:cache,bf16:cache
-if [ -f bench/bench_optimizer.py ]; then timeout 60 $PY bench/bench_optimizer.py --device cuda || true; fi
+if [ -f bench/bench_optimizer.py ]; then timeout 120 $PY bench/bench_optimizer.py --device cuda --no_post || true; fi
 timeout 150 $PY bench/bench_demo.py --device cuda --frames 65 --dtype fp32 || true
 timeout 120 $PY bench/bench_demo.py --device cuda --frames 65 --dtype bf16 || true
 $PY bench/report.py

@@ -146,6 +146,10 @@ def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: Stag
     with timer("inference"):
         output = inference(pairs, model, device, batch_size=args.batch_size, verbose=not args.silent,
                            dtype=_dtype(args))
+    if device.type == "cuda":
+        # the network is not needed any more: give its ~2.3 GB of GPU memory to the optimizer
+        model.to("cpu")
+        torch.cuda.empty_cache()
     if len(imgs) == 2:
         with timer("alignment"):
             scene = global_aligner(output, device=device, mode=GlobalAlignerMode.PairViewer, verbose=not args.silent)

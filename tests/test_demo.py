@@ -98,3 +98,108 @@ def test_demo_without_input_or_gradio():
         pass
     r = _demo()
     assert r.returncode == 2 and "--input" in r.stderr
+
+
+def _run_ok(*args):
+    r = _demo(*args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def test_demo_on_a_video_file(frames, tmp_path, golden):
+    import cv2
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 96))
+    for p in sorted(frames.glob("*.png")):
+        writer.write(cv2.imread(str(p)))
+    writer.release()
+    _run_ok("--input", video, "--output_dir", tmp_path, "--seq_name", "vid", "--weights",
+            golden("model", "tiny_linear", "tiny_linear.pth"), "--image_size", "224", "--niter", "3",
+            "--flow_loss_weight", "0", "--device", "cpu", "--silent", "--num_frames", "4")
+    assert len(list((tmp_path / "vid").glob("frame_*.npy"))) == 4
+
+
+def test_demo_on_lady_running_frames_in_place(demo_frames, tmp_path, golden):
+    paths = sorted(demo_frames.glob("*.jpg"))[:4]
+    _run_ok("--input", *paths, "--output_dir", tmp_path, "--seq_name", "lady", "--weights",
+            golden("model", "tiny_linear", "tiny_linear.pth"), "--image_size", "224", "--niter", "3",
+            "--flow_loss_weight", "0", "--device", "cpu", "--silent")
+    from monst3r.io import load_result
+
+    res = load_result(tmp_path / "lady")
+    assert res.n_frames == 4 and res.rgb.shape == (4, 224, 224, 3)
+
+
+def test_demo_modes_intrinsics_and_exports(frames, tmp_path, golden):
+    import trimesh
+
+    w = golden("model", "tiny_linear", "tiny_linear.pth")
+    common = ["--weights", w, "--image_size", "224", "--niter", "4", "--flow_loss_weight", "0", "--device", "cpu",
+              "--silent", "--output_dir", tmp_path]
+    # known intrinsics stay fixed; exports open
+    _run_ok("--input", frames, "--seq_name", "k", "--intrinsics", "150", "--not_batchify", "--export", "ply,colmap",
+            *common)
+    K = np.loadtxt(tmp_path / "k" / "pred_intrinsics.txt").reshape(-1, 3, 3)
+    np.testing.assert_allclose(K[:, 0, 0], 150, rtol=1e-5)
+    np.testing.assert_allclose(K[:, :2, 2], [[112, 112]] * len(K), atol=1e-4)
+    ply = sorted((tmp_path / "k" / "ply").glob("*.ply"))
+    assert ply and len(trimesh.load(ply[0]).vertices) > 0
+    cams = [line for line in (tmp_path / "k" / "colmap" / "cameras.txt").read_text().splitlines()
+            if not line.startswith("#")]
+    assert len(cams) == 5 and all(c.split()[1] == "PINHOLE" for c in cams)
+    imgs = [line for line in (tmp_path / "k" / "colmap" / "images.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    assert len([line for line in imgs if line.endswith(".png")]) == 5
+    # window-wise, then continuation from the previous result folder
+    first = sorted(frames.glob("*.png"))
+    _run_ok("--input", *first[:3], "--seq_name", "w1", "--window_wise", "--window_size", "2", *common)
+    _run_ok("--input", *first[3:], "--seq_name", "w2", "--window_wise", "--window_size", "2",
+            "--prev_output_dir", tmp_path / "w1", *common)
+    assert len(list((tmp_path / "w1").glob("frame_*.npy"))) == 3
+    assert len(list((tmp_path / "w2").glob("frame_*.npy"))) == 2
+
+
+@pytest.mark.parametrize("case", ["one_frame", "no_frames", "bad_video", "unwritable", "unknown_graph"])
+def test_demo_more_bad_input(frames, tmp_path, golden, case):
+    base = ["--weights", golden("model", "tiny_linear", "tiny_linear.pth"), "--image_size", "224", "--niter", "2",
+            "--device", "cpu", "--silent", "--flow_loss_weight", "0"]
+    out = tmp_path / "out"
+    if case == "one_frame":
+        args, needle = ["--input", sorted(frames.glob("*.png"))[0], "--output_dir", out], "at least 2 frames"
+    elif case == "no_frames":
+        (tmp_path / "empty").mkdir()
+        args, needle = ["--input", tmp_path / "empty", "--output_dir", out], "no images"
+    elif case == "bad_video":
+        (tmp_path / "x.mp4").write_bytes(b"\x00" * 2048)
+        args, needle = ["--input", tmp_path / "x.mp4", "--output_dir", out], "video"
+    elif case == "unwritable":
+        ro = tmp_path / "ro"
+        ro.write_text("a file, not a folder")
+        args, needle = ["--input", frames, "--output_dir", ro / "sub"], "cannot write"
+    else:
+        args, needle = ["--input", frames, "--output_dir", out, "--scenegraph_type", "nope"], "invalid choice"
+    r = _demo(*(base + args))
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert needle in r.stderr and "Traceback" not in r.stderr
+    assert not list(tmp_path.rglob("pred_traj.txt"))
+
+
+def test_gui_builds_and_serves_on_loopback():
+    pytest.importorskip("gradio")
+    import socket
+    import urllib.request
+
+    import demo
+    from monst3r.gui import launch
+
+    args = demo.get_parser().parse_args([])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        args.server_port = s.getsockname()[1]
+    app = launch(args, block=False)
+    try:
+        html = urllib.request.urlopen(f"http://127.0.0.1:{args.server_port}/", timeout=30).read().decode()
+        assert "MonST3R" in html
+    finally:
+        app.close()
