@@ -358,3 +358,18 @@ def test_flow_network_wiring_each_pair_once(scene1):
     torch.testing.assert_close(net.flow_ij[rev], net.flow_ji)
     torch.testing.assert_close(net.flow_ij, -net.flow_ji)
     assert net.flow_valid_mask_i.shape == (E, 1, 48, 64) and net.flow_valid_mask_i.dtype == torch.bool
+
+
+def test_flow_loss_with_ground_truth_flow_lowers_pose_error():
+    """Issue 5: with exact flow, the flow loss lowers the trajectory error compared with no flow loss.
+
+    Measured (noise 0.03, 8 frames 64x48, ATE / trajectory length, no flow -> flow 0.01): seed 1 0.040 -> 0.035,
+    seed 2 0.059 -> 0.054, seed 3 0.110 -> 0.087."""
+    errs = {0.0: [], 0.01: []}
+    for seed in (1, 3):
+        sc, out, flows = make_scene(seed=seed, noise=0.03)
+        for w in errs:
+            net = global_aligner(out, device="cpu", flows=flows, **{**DEMO, "flow_loss_weight": w})
+            net.compute_global_alignment(**RUN)
+            errs[w].append(ate(net.result().poses, sc.poses) / traj_len(sc.poses))
+    assert all(a < b for a, b in zip(errs[0.01], errs[0.0])), errs
