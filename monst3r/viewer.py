@@ -202,3 +202,16 @@ def add_playback_gui(server, nodes: List, fps: float = 30.0):
         return 1.0 / max(float(fps_slider.value), 1.0)
 
     return step, timestep
+
+
+def serve(server, step, exit_after_build: bool = False) -> int:
+    """Run the playback loop until Ctrl-C (or return at once with ``exit_after_build``); stops the server."""
+    import time
+
+    try:
+        while not exit_after_build:
+            time.sleep(step())
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+    return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
@@ -50,7 +49,7 @@ def main(argv=None) -> int:
     except ImportError:
         print("error: the viewer needs the 'viser' package: pip install -r requirements-optional.txt", file=sys.stderr)
         return 2
-    from monst3r.viewer import add_playback_gui, build_scene, load_any
+    from monst3r.viewer import add_playback_gui, build_scene, load_any, serve
 
     try:
         res = load_any(args.data)
@@ -65,15 +64,7 @@ def main(argv=None) -> int:
                            max_frames=args.max_frames, recenter=not args.no_recenter)
     step, _ = add_playback_gui(server, nodes, fps=args.fps)
     print(f"viewer: {len(nodes)} frames from {args.data} at http://{args.host}:{server.get_port()} (Ctrl-C to stop)")
-    if args.exit_after_build:
-        server.stop()
-        return 0
-    try:
-        while True:
-            time.sleep(step())
-    except KeyboardInterrupt:
-        server.stop()
-    return 0
+    return serve(server, step, args.exit_after_build)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +80,7 @@ def main(argv=None) -> int:
     except Monst3rInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from monst3r.viewer import add_playback_gui
+    from monst3r.viewer import add_playback_gui, serve
 
     server = viser.ViserServer(host=args.host, port=args.port, verbose=False)
     server.scene.set_up_direction("-y")
@@ -92,15 +91,7 @@ def main(argv=None) -> int:
                                      point_shape="rounded", precision="float32")
     step, _ = add_playback_gui(server, nodes, fps=args.fps)
     print(f"viewer: {len(nodes)} frames from {args.data_path} at http://{args.host}:{server.get_port()}")
-    if args.exit_after_build:
-        server.stop()
-        return 0
-    try:
-        while True:
-            time.sleep(step())
-    except KeyboardInterrupt:
-        server.stop()
-    return 0
+    return serve(server, step, args.exit_after_build)
 
 
 if __name__ == "__main__":

@@ -160,16 +160,9 @@ def main(args: argparse.Namespace, model: Optional[torch.nn.Module] = None) -> d
 
 def _cli(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m monst3r.eval.depth ...`` (same flags as ``launch.py --mode=eval_depth``)."""
-    from monst3r.eval.args import build_eval_parser
+    from monst3r.eval.runtime import run_cli
 
-    args = build_eval_parser("python -m monst3r.eval.depth", mode="eval_depth").parse_args(argv)
-    logging.basicConfig(level=logging.INFO if not args.silent else logging.WARNING, format="%(message)s")
-    try:
-        main(args)
-    except Monst3rInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli("python -m monst3r.eval.depth", "eval_depth", main, argv)
 
 
 if __name__ == "__main__":

@@ -118,3 +118,22 @@ def build_eval_model(args: argparse.Namespace, device: torch.device) -> torch.nn
     else:
         log.warning("no --pretrained checkpoint: evaluating a randomly initialised network")
     return model.to(device).eval()
+
+
+def run_cli(prog: str, mode: str, main, argv=None) -> int:
+    """Shared ``python -m monst3r.eval.<x>`` entry: parse the eval flags, run ``main(args)``, print user errors as
+    one line (exit code 2)."""
+    import logging
+    import sys
+
+    from monst3r.errors import Monst3rInputError
+    from monst3r.eval.args import build_eval_parser
+
+    args = build_eval_parser(prog, mode=mode).parse_args(argv)
+    logging.basicConfig(level=logging.INFO if not args.silent else logging.WARNING, format="%(message)s")
+    try:
+        main(args)
+    except Monst3rInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -142,7 +142,7 @@ def load_flow_model(path_or_name: Union[str, Path, None] = None,
         device: where to put the network.
 
     Returns:
-        The network in ``eval()`` mode with ``requires_grad=False``; call it as
+        The network in evaluation mode (``nn.Module.eval``) with ``requires_grad=False``; call it as
         ``net(img1_0_255, img2_0_255, iters=20, test_mode=True)[1]`` -> ``[B, 2, H, W]``.
 
     Raises:
