@@ -3,7 +3,8 @@
 
     python demo.py --input video.mp4 --output_dir demo_tmp --seq_name myvideo
     python demo.py --input frames/ --output_dir out --seq_name s --real_time          # feed-forward, no optimisation
-    python demo.py --input frames/ --seq_name s --window_wise --window_size 100       # long videos
+    python demo.py --input frames/ --seq_name s --window_wise --window_size 100       # the original's window mode
+    python demo.py --input long.mp4 --seq_name s --streaming --num_frames 1000        # long videos, bounded memory
     python demo.py                                                                    # Gradio GUI (needs gradio)
 
 Defaults are those of the original's non-interactive run. The result folder keeps the original's file names;
@@ -77,7 +78,11 @@ def get_parser() -> argparse.ArgumentParser:
     md.add_argument("--window_wise", action="store_true", help="window-by-window optimization for long videos")
     md.add_argument("--window_size", type=int, default=100)
     md.add_argument("--window_overlap_ratio", type=float, default=0.5)
-    md.add_argument("--prev_output_dir", default=None, help="previous window's result folder (with --window_wise)")
+    md.add_argument("--streaming", action="store_true",
+                    help="long videos in memory bounded by --window_size: chunks of --window_size frames, each "
+                         "continuing the previous one (as --prev_output_dir does); time linear in frames")
+    md.add_argument("--prev_output_dir", default=None,
+                    help="previous window's result folder (with --window_wise or --streaming)")
     md.add_argument("--prev_output_index", type=int, default=None)
     g = p.add_argument_group("GUI")
     g.add_argument("--local_network", action="store_true", help="serve the GUI on 0.0.0.0")

@@ -130,8 +130,15 @@ def _dtype(args):
 
 
 def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: StageTimer,
-                prev_video_results: Optional[dict] = None, flow_model=None):
-    """Run inference and global alignment on view dicts; returns ``(Reconstruction, scene)``."""
+                prev_video_results: Optional[dict] = None, flow_model=None, offload_model: bool = True,
+                predict=None):
+    """Run inference and global alignment on view dicts; returns ``(Reconstruction, scene)``.
+
+    predict: optional ``callable(pairs) -> inference()-style output`` used instead of running ``model``
+    (tests feed ideal predictions of synthetic scenes through it).
+
+    offload_model: on CUDA, move the network to the CPU after inference to give its memory to the optimizer
+    (the streaming mode keeps it, as it needs it again for the next chunk)."""
     from monst3r.cloud_opt import GlobalAlignerMode, global_aligner
     from monst3r.image_pairs import make_pairs
     from monst3r.inference import inference
@@ -144,9 +151,12 @@ def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: Stag
     graph = scene_graph_string(args.scenegraph_type, args.winsize, args.refid, len(imgs))
     pairs = make_pairs(imgs, scene_graph=graph, prefilter=None, symmetrize=True)
     with timer("inference"):
-        output = inference(pairs, model, device, batch_size=args.batch_size, verbose=not args.silent,
-                           dtype=_dtype(args))
-    if device.type == "cuda":
+        if predict is not None:
+            output = predict(pairs)
+        else:
+            output = inference(pairs, model, device, batch_size=args.batch_size, verbose=not args.silent,
+                               dtype=_dtype(args))
+    if device.type == "cuda" and offload_model and model is not None:
         # the network is not needed any more: give its ~2.3 GB of GPU memory to the optimizer
         model.to("cpu")
         torch.cuda.empty_cache()
@@ -202,7 +212,10 @@ def run_demo(args) -> Path:
             raise Monst3rInputError(f"dynamic mask folder {mask_root} does not exist")
         prev = None
         imgs: List[Dict] = []
-        if args.window_wise and args.prev_output_dir:
+        streaming = getattr(args, "streaming", False)
+        if streaming and args.real_time:
+            raise Monst3rInputError("--streaming and --real_time exclude each other; pick one")
+        if (args.window_wise or streaming) and args.prev_output_dir:
             from monst3r.io import load_prev_video_results
 
             prev = load_prev_video_results(args.prev_output_dir, int(args.window_size * args.window_overlap_ratio),
@@ -216,6 +229,10 @@ def run_demo(args) -> Path:
                                     "(a video or a folder with several images)")
         if not args.real_time:  # validate the graph settings before the slow steps
             scene_graph_string(args.scenegraph_type, args.winsize, args.refid, max(len(imgs), 2))
+        if streaming:
+            from monst3r.streaming import stream_chunks
+            stream_chunks(len(imgs), args.window_size, int(args.window_size * args.window_overlap_ratio),
+                          len(imgs) - n_new)
         parse_intrinsics(args.intrinsics, imgs[0]["img"].shape[-1], imgs[0]["img"].shape[-2])
         model = load_network(args.weights, args.model_name, device)
         # fail early (before the long inference) when the flow weights are missing
@@ -242,7 +259,11 @@ def run_demo(args) -> Path:
                 raise
         n = len(imgs)
     else:
-        result, _ = reconstruct(imgs, model, args, device, timer, prev, flow_model)
+        if streaming:
+            from monst3r.streaming import reconstruct_streaming
+            result, _ = reconstruct_streaming(imgs, model, args, device, timer, prev, flow_model)
+        else:
+            result, _ = reconstruct(imgs, model, args, device, timer, prev, flow_model)
         with timer("write"):
             from monst3r.io import save_result
 

@@ -115,6 +115,36 @@ class Reconstruction:
                        dynamic_masks=pick(self.dynamic_masks), rgb=pick(self.rgb), meta=dict(self.meta),
                        sam2_masks=pick(self.sam2_masks))
 
+    def copy(self) -> "Reconstruction":
+        """A deep copy whose arrays own their memory (no views of optimizer tensors)."""
+        def own(v):
+            if v is None:
+                return None
+            return np.array(v, copy=True) if isinstance(v, np.ndarray) else [np.array(a, copy=True) for a in v]
+        return replace(self, poses=own(self.poses), intrinsics=own(self.intrinsics), depths=own(self.depths),
+                       confs=own(self.confs), init_confs=own(self.init_confs),
+                       dynamic_masks=own(self.dynamic_masks), rgb=own(self.rgb), meta=dict(self.meta),
+                       sam2_masks=own(self.sam2_masks))
+
+    @classmethod
+    def concatenate(cls, parts: "list[Reconstruction]", meta: dict | None = None) -> "Reconstruction":
+        """Frames of ``parts`` one after the other (e.g. the chunks of a streaming run); ``meta`` defaults to the
+        last part's. ``sam2_masks`` is kept only when every part has it."""
+        if not parts:
+            raise Monst3rInputError("Reconstruction.concatenate needs at least one part")
+
+        def cat(name):
+            vals = [getattr(p, name) for p in parts]
+            if any(v is None for v in vals):
+                return None
+            frames = [f for v in vals for f in v]
+            return frames
+        return cls(poses=np.concatenate([p.poses for p in parts]),
+                   intrinsics=np.concatenate([p.intrinsics for p in parts]),
+                   depths=cat("depths"), confs=cat("confs"), init_confs=cat("init_confs"),
+                   dynamic_masks=cat("dynamic_masks"), rgb=cat("rgb"),
+                   meta=dict(parts[-1].meta) if meta is None else dict(meta), sam2_masks=cat("sam2_masks"))
+
 
 def _stack_or_list(frames, dtype):
     """Stack per-frame arrays when they share a shape, else keep a list (each converted to ``dtype``)."""

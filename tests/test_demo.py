@@ -158,6 +158,15 @@ def test_demo_modes_intrinsics_and_exports(frames, tmp_path, golden):
             "--prev_output_dir", tmp_path / "w1", *common)
     assert len(list((tmp_path / "w1").glob("frame_*.npy"))) == 3
     assert len(list((tmp_path / "w2").glob("frame_*.npy"))) == 2
+    # streaming: chunks [0, 3) and [2, 5) (one frozen frame), then the bad-setting error
+    r = _run_ok("--input", frames, "--seq_name", "st", "--streaming", "--window_size", "3", *common)
+    from monst3r.io import load_result
+
+    st = load_result(tmp_path / "st")
+    assert st.n_frames == 5 and np.isfinite(st.poses).all() and np.isfinite(st.depths).all()
+    r = _demo("--input", frames, "--seq_name", "bad", "--streaming", "--window_size", "2", *common)
+    assert r.returncode == 2 and "at least 3 frames" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize("case", ["one_frame", "no_frames", "bad_video", "unwritable", "unknown_graph"])

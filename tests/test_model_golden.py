@@ -312,3 +312,25 @@ def test_encoder_cache_matches_per_pair_encoding(small_dpt, golden):
     for side, key in (("pred1", "pts3d"), ("pred1", "conf"), ("pred2", "pts3d_in_other_view"), ("pred2", "conf")):
         torch.testing.assert_close(a[side][key], b[side][key], rtol=1e-4, atol=1e-4)
     assert a["view1"]["idx"] == b["view1"]["idx"] and a["view2"]["instance"] == b["view2"]["instance"]
+
+
+@pytest.mark.parametrize("name", ["small_dpt", "tiny_linear"])
+def test_bf16_autocast_agrees_with_fp32(name, request, golden):
+    """``inference(dtype=torch.bfloat16)``: encoder and decoders under bf16 autocast, heads in fp32. Stated
+    tolerance (README, benchmarks): relative L2 error of pointmaps < 2e-2 and of confidences < 1e-2 (bf16 keeps
+    8 mantissa bits; measured about 0.5-1.1e-2 and 0.2-0.5e-2 on these models)."""
+    from monst3r.image_pairs import make_pairs
+    from monst3r.inference import inference
+    from monst3r.utils.image import load_images
+
+    model = request.getfixturevalue(name)
+    imgs = load_images(str(golden("model", "frames")), size=160, verbose=False)
+    pairs = make_pairs(imgs, "swin-2-noncyclic", symmetrize=True)
+    a = inference(pairs, model, "cpu", batch_size=4, verbose=False)
+    b = inference(pairs, model, "cpu", batch_size=4, verbose=False, dtype=torch.bfloat16)
+    for side, key, tol in (("pred1", "pts3d", 2e-2), ("pred1", "conf", 1e-2),
+                           ("pred2", "pts3d_in_other_view", 2e-2), ("pred2", "conf", 1e-2)):
+        x, y = a[side][key], b[side][key]
+        assert y.dtype == torch.float32 and torch.isfinite(y).all()
+        rel = float((x - y).norm() / x.norm())
+        assert 1e-5 < rel < tol, (key, rel)  # > 1e-5: the bf16 path really ran
