@@ -131,11 +131,13 @@ def _dtype(args):
 
 def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: StageTimer,
                 prev_video_results: Optional[dict] = None, flow_model=None, offload_model: bool = True,
-                predict=None):
+                predict=None, flows_fn=None):
     """Run inference and global alignment on view dicts; returns ``(Reconstruction, scene)``.
 
     predict: optional ``callable(pairs) -> inference()-style output`` used instead of running ``model``
     (tests feed ideal predictions of synthetic scenes through it).
+    flows_fn: optional ``callable(pairs) -> (flow_ij, flow_ji, valid_i, valid_j)`` (``[E, 2, H, W]`` /
+    ``[E, 1, H, W]``, one row per pair) used instead of running the flow network inside the optimizer.
 
     offload_model: on CUDA, move the network to the CPU after inference to give its memory to the optimizer
     (the streaming mode keeps it, as it needs it again for the next chunk)."""
@@ -166,7 +168,10 @@ def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: Stag
         return scene.result(), scene
     use_user_masks = bool(args.dynamic_masks) or args.use_gt_davis_masks or args.use_gt_mask
     with timer("flow+masks"):
-        if flow_model is None:
+        flows = None
+        if flows_fn is not None and args.flow_loss_weight > 0:
+            flows = flows_fn(pairs)
+        elif flow_model is None:
             flow_model = _flow_model(args, device)
         scene = global_aligner(
             output, device=device, mode=GlobalAlignerMode.PointCloudOptimizer, verbose=not args.silent,
@@ -176,9 +181,9 @@ def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: Stag
             use_self_mask=not use_user_masks, num_total_iter=args.niter,
             batchify=not (args.not_batchify or args.window_wise), window_wise=args.window_wise,
             window_size=args.window_size, window_overlap_ratio=args.window_overlap_ratio,
-            prev_video_results=prev_video_results, flow_model=flow_model,
+            prev_video_results=prev_video_results, flow_model=flow_model, flows=flows,
             sam2_mask_refine=not args.no_sam2, sam2_checkpoint=args.sam2_checkpoint)
-        del flow_model
+        del flow_model, flows
     K = parse_intrinsics(args.intrinsics, imgs[0]["img"].shape[-1], imgs[0]["img"].shape[-2])
     if K is not None:
         scene.preset_intrinsics([torch.as_tensor(K, dtype=torch.float32)] * len(imgs))

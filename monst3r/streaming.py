@@ -77,16 +77,117 @@ def _chunk_views(imgs: List[Dict], start: int, end: int) -> List[Dict]:
     return [dict(v, idx=k) for k, v in enumerate(imgs[start:end])]
 
 
+def _row(x, r: int):
+    """Row ``r`` of an inference()-style output, keeping a batch dimension of 1 (tensors are copied so that
+    the cached row does not keep its whole batch alive)."""
+    if isinstance(x, torch.Tensor):
+        return x[r:r + 1].clone()
+    if isinstance(x, dict):
+        return {k: _row(v, r) for k, v in x.items()}
+    if isinstance(x, list):
+        return [x[r]]
+    return x
+
+
+class PairCache:
+    """Predictions and optical flows of frame pairs, computed once for the chunks that share them.
+
+    Consecutive chunks overlap by ``ov`` frames; with the chunk graph's pairs among those frames being the same
+    pairs of the same images, their network predictions and flows are taken from the previous chunk instead of
+    recomputed (about half of the inference and flow work with the default 50% overlap). Entries are keyed by
+    the global frame indices and dropped once no later chunk can use them (:meth:`prune`).
+    """
+
+    def __init__(self, imgs: List[Dict], model, device: torch.device, args: argparse.Namespace, flow_model=None):
+        self.frame_of = {id(v["img"]): g for g, v in enumerate(imgs)}
+        self.model, self.device, self.args, self.flow_model = model, device, args, flow_model
+        self.preds: Dict[tuple, dict] = {}
+        self.flows: Dict[tuple, tuple] = {}
+        self.computed_pairs = self.reused_pairs = self.computed_flows = self.reused_flows = 0
+
+    def _key(self, a: Dict, b: Dict) -> tuple:
+        return self.frame_of[id(a["img"])], self.frame_of[id(b["img"])]
+
+    def predict(self, pairs) -> dict:
+        """``inference()`` output for ``pairs`` (chunk views), running the network on the new pairs only."""
+        from monst3r.inference import _same_size, collate_with_cat, inference
+        from monst3r.pipeline import _dtype
+
+        a = self.args
+        if not _same_size(pairs):  # per-pair list outputs: no caching
+            return inference(pairs, self.model, self.device, batch_size=a.batch_size, verbose=not a.silent,
+                             dtype=_dtype(a))
+        keys = [self._key(x, y) for x, y in pairs]
+        todo = [(k, p) for k, p in zip(keys, pairs) if k not in self.preds]
+        self.computed_pairs += len(todo)
+        self.reused_pairs += len(keys) - len(todo)
+        if todo:
+            out = inference([p for _, p in todo], self.model, self.device, batch_size=a.batch_size,
+                            verbose=not a.silent, dtype=_dtype(a))
+            for r, (k, _) in enumerate(todo):
+                self.preds[k] = _row(out, r)
+            del out
+        out = collate_with_cat([self.preds[k] for k in keys])
+        out["view1"]["idx"] = [x["idx"] for x, _ in pairs]  # chunk-local indices
+        out["view2"]["idx"] = [y["idx"] for _, y in pairs]
+        return out
+
+    def flows_for(self, pairs):
+        """``(flow_ij, flow_ji, valid_i, valid_j)`` of every pair (what the optimizer computes itself otherwise:
+        the flow network on each unordered pair once, 20 iterations, chunks of 12)."""
+        from monst3r.cloud_opt.motion import compute_pair_flows
+        from monst3r.pipeline import _flow_model
+
+        keys = [self._key(x, y) for x, y in pairs]
+        need = []
+        for k in keys:
+            if k not in self.flows and k[::-1] not in self.flows and k not in need and k[::-1] not in need:
+                need.append(k)
+        self.computed_flows += len(need)
+        self.reused_flows += len({tuple(sorted(k)) for k in keys}) - len(need)
+        if need:
+            if self.flow_model is None:
+                self.flow_model = _flow_model(self.args, self.device)
+            frames = sorted({g for k in need for g in k})
+            local = {g: n for n, g in enumerate(frames)}
+            view_of = {self._key(x, y): (x, y) for x, y in pairs}
+            img = {}
+            for k in need:
+                for g, v in zip(k, view_of[k]):
+                    img[g] = (v["img"][0].permute(1, 2, 0).float() * 0.5 + 0.5).clamp(0, 1)
+            stack = torch.stack([img[g] for g in frames])
+            fij, fji, vi, vj = compute_pair_flows(self.flow_model, stack, [(local[i], local[j]) for i, j in need],
+                                                  chunk_size=12, iters=20)
+            for n, k in enumerate(need):
+                self.flows[k] = (fij[n], fji[n], vi[n], vj[n])
+        rows = []
+        for k in keys:
+            if k in self.flows:
+                rows.append(self.flows[k])
+            else:
+                f_ji, f_ij, v_j, v_i = self.flows[k[::-1]]
+                rows.append((f_ij, f_ji, v_i, v_j))
+        return tuple(torch.stack(col) for col in zip(*rows))
+
+    def prune(self, first_frame: int) -> None:
+        """Forget the pairs that involve a frame before ``first_frame``."""
+        for store in (self.preds, self.flows):
+            for k in [k for k in store if min(k) < first_frame]:
+                del store[k]
+
+
 def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, device: torch.device, timer,
                           prev_video_results: Optional[dict] = None, flow_model=None, on_chunk=None,
-                          predict=None):
+                          predict=None, reuse_pairs: bool = True):
     """Reconstruct a long video chunk by chunk (see the module docstring); returns ``(Reconstruction, None)``.
 
     imgs: view dicts of ``load_images`` (the first ``len(prev_video_results['poses'])`` are a previous result's
     frames when given). args: the demo's options (``window_size``, ``window_overlap_ratio`` and everything
     ``pipeline.reconstruct`` reads). on_chunk: optional ``callable(index, (start, end, n_frozen))`` called after
     each chunk (benchmarks, progress). predict: see ``pipeline.reconstruct`` (the pairs it receives hold the
-    chunk's views, whose ``idx`` count from 0 within the chunk).
+    chunk's views, whose ``idx`` count from 0 within the chunk). reuse_pairs: take the predictions and flows
+    of the pairs a chunk shares with the previous one from that chunk (:class:`PairCache`) instead of
+    recomputing them (same values up to float32 batch-composition noise).
     """
     from monst3r.pipeline import reconstruct
     from monst3r.result import Reconstruction
@@ -110,6 +211,7 @@ def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, dev
             depths[k] = d.detach().cpu().numpy() if isinstance(d, torch.Tensor) else np.asarray(d)
             Ks[k] = K0
     parts: list = []
+    cache = PairCache(imgs, model, device, args, flow_model) if reuse_pairs else None
     chunk_args = copy.copy(args)
     chunk_args.window_wise = True
     for c, (s, e, n_frozen) in enumerate(chunks):
@@ -120,14 +222,19 @@ def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, dev
             prev = dict(poses=[poses[k] for k in frozen], depths=[torch.from_numpy(depths[k]) for k in frozen],
                         intrinsics=torch.from_numpy(Ks[s + n_frozen - 1]))
         chunk_args.window_size = e - s
+        kw = dict(predict=predict)
+        if cache is not None:
+            kw = dict(predict=predict or cache.predict, flows_fn=cache.flows_for)
         rec, scene = reconstruct(_chunk_views(imgs, s, e), model, chunk_args, device, timer, prev, flow_model,
-                                 offload_model=False, predict=predict)
+                                 offload_model=False, **kw)
         del scene
         rec = rec.copy()  # own the arrays: nothing of this chunk's optimizer stays alive
         for k in range(rec.n_frames):
             g = s + n_frozen + k
             poses[g], depths[g], Ks[g] = rec.poses[k], np.asarray(rec.depths[k]), rec.intrinsics[k]
         keep_from = chunks[c + 1][0] if c + 1 < len(chunks) else e
+        if cache is not None:
+            cache.prune(keep_from)
         for k in [k for k in poses if k < keep_from]:  # only the next chunk's frozen frames are needed again
             del poses[k], depths[k], Ks[k]
         parts.append(rec)
@@ -137,4 +244,7 @@ def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, dev
             on_chunk(c, (s, e, n_frozen))
     meta = dict(parts[-1].meta, source="streaming", chunks=[list(ch) for ch in chunks],
                 final_losses=[p.meta.get("final_loss") for p in parts])
+    if cache is not None:
+        meta.update(pairs_computed=cache.computed_pairs, pairs_reused=cache.reused_pairs,
+                    flows_computed=cache.computed_flows, flows_reused=cache.reused_flows)
     return Reconstruction.concatenate(parts, meta=meta), None

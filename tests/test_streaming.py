@@ -45,8 +45,8 @@ def demo_args(**kw):
     return a
 
 
-def scene_views(n, seed=1):
-    sc = SyntheticScene(width=64, height=48, num_frames=n, seed=seed, num_objects=2)
+def scene_views(n, seed=1, W=64, H=48):
+    sc = SyntheticScene(width=W, height=H, num_frames=n, seed=seed, num_objects=2)
     return sc, [sc.view(k, gt_dynamic_mask=False) for k in range(n)]
 
 
@@ -132,3 +132,65 @@ def test_streaming_memory_does_not_grow_with_frame_count():
     assert large <= small * 1.02, (small, large)
     # the measurement sees growth where there is some: the original's window mode holds every pair at once
     assert _peak_bytes(30, True) > 2 * _peak_bytes(12, True)
+
+
+@pytest.fixture(scope="module")
+def tiny_nets():
+    import json
+
+    from conftest import require_golden
+    from golden_weights import golden_state_dict
+    from monst3r.model import model_from_string
+    from test_flow import small_config
+    from third_party.raft import SEARAFT
+
+    man = json.loads(require_golden("model", "tiny_linear_manifest.json").read_text())
+    model = model_from_string(man["model_string"]).eval()
+    model.load_state_dict(golden_state_dict(man))
+    torch.manual_seed(0)
+    return model, SEARAFT(small_config()).eval()
+
+
+def test_pair_cache_reuses_predictions_and_flows_of_the_overlap(tiny_nets):
+    from monst3r.cloud_opt import global_aligner
+    from monst3r.image_pairs import make_pairs
+    from monst3r.inference import inference
+    from monst3r.streaming import PairCache
+
+    model, flow = tiny_nets
+    sc, views = scene_views(9, W=160, H=128)  # SEA-RAFT needs >= 121 px
+    a = demo_args(batch_size=4, flow_loss_weight=0.01)
+    cache = PairCache(views, model, CPU, a, flow)
+    chunks = [[dict(v, idx=k) for k, v in enumerate(views[s:e])] for s, e in ((0, 6), (3, 9))]
+    pairs = [make_pairs(c, scene_graph="swinstride-2-noncyclic", symmetrize=True) for c in chunks]
+    cache.predict(pairs[0])
+    cache.flows_for(pairs[0])
+    cache.prune(3)
+    got = cache.predict(pairs[1])
+    assert cache.reused_pairs > 0 and cache.computed_pairs + cache.reused_pairs == len(pairs[0]) + len(pairs[1])
+    ref = inference(pairs[1], model, CPU, batch_size=4, verbose=False)
+    for side, key in (("pred1", "pts3d"), ("pred1", "conf"), ("pred2", "pts3d_in_other_view"), ("pred2", "conf")):
+        torch.testing.assert_close(got[side][key], ref[side][key], rtol=1e-5, atol=1e-5)
+    assert got["view1"]["idx"] == ref["view1"]["idx"] and got["view2"]["idx"] == ref["view2"]["idx"]
+    torch.testing.assert_close(got["view1"]["img"], ref["view1"]["img"])
+    # flows: what the optimizer computes itself for this chunk
+    fij, fji, vi, vj = cache.flows_for(pairs[1])
+    assert cache.reused_flows > 0
+    scene = global_aligner(ref, device=CPU, flow_model=flow, flow_loss_weight=0.01, use_self_mask=True,
+                           sam2_mask_refine=False, verbose=False)
+    torch.testing.assert_close(fij, scene.flow_ij, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fji, scene.flow_ji, rtol=1e-4, atol=1e-4)
+    assert torch.equal(vi.reshape(scene.flow_valid_mask_i.shape), scene.flow_valid_mask_i)
+    assert cache.preds and min(min(k) for k in cache.preds) >= 3
+
+
+def test_streaming_with_the_network_and_flow(tiny_nets):
+    model, flow = tiny_nets
+    sc, views = scene_views(9, W=160, H=128)  # SEA-RAFT needs >= 121 px
+    a = demo_args(window_size=6, window_overlap_ratio=0.5, niter=5, flow_loss_weight=0.01, winsize=2,
+                  batch_size=4)
+    torch.manual_seed(0)
+    rec, _ = reconstruct_streaming(views, model, a, CPU, StageTimer(), flow_model=flow)
+    assert rec.n_frames == 9 and np.isfinite(rec.poses).all() and np.isfinite(rec.depths).all()
+    assert rec.meta["pairs_reused"] > 0 and rec.meta["flows_reused"] > 0
+    assert rec.meta["mask_source"] == "self"
