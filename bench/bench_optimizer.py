@@ -8,7 +8,9 @@ Sizes (N frames, H x W, scene graph = sliding window with strides (1, 3, 5, 7, 9
   golden  the golden scene of shared/golden/optimizer (8 frames 64x48, 32 pairs), full 300-iteration runs with the
           settings of the original's golden runs a (no flow), b (demo), d (non-batched), e (window-wise); compared
           with the original's seconds per iteration recorded in its summary.json (same case, same thread count);
-  small   16 frames 128x72;  medium  32 frames 256x144;  demo  65 frames 512x288 (the README's 65-frame video).
+  small   16 frames 128x72;  medium  32 frames 256x144;  demo  65 frames 512x288 (the README's 65-frame video);
+  f200    200 frames 512x288 (GPU: about 9 GB of pair predictions; long videos beyond that: the streaming mode,
+          bench/bench_demo.py --streaming).
 Synthetic sizes use analytic scenes (random smooth depth, moving camera, exact flow); the flow term is active in
 every timed iteration (start epoch 0, no gating), SAM2 off. Modes: batched, nonbatched (chunked gradient
 accumulation), window (window of N/2 frames, overlap 0.5).
@@ -43,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SIZES = {"small": (16, 72, 128), "medium": (32, 144, 256), "demo": (65, 288, 512)}
+SIZES = {"small": (16, 72, 128), "medium": (32, 144, 256), "demo": (65, 288, 512), "f200": (200, 288, 512)}
 STRIDES = (1, 3, 5, 7, 9)
 GOLDEN_RUNS = {  # our mode name -> (original golden run, settings)
     "noflow": ("a_noflow_nosmooth", dict(flow_loss_weight=0, temporal_smoothing_weight=0)),
@@ -307,7 +309,7 @@ def _sync(dev) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--sizes", default=None, help="comma list of golden, small, medium, demo "
+    ap.add_argument("--sizes", default=None, help="comma list of golden, small, medium, demo, f200 "
                                                   "(default: golden,small on cpu; golden,small,medium,demo on cuda)")
     ap.add_argument("--modes", default="batched,nonbatched,window",
                     help="comma list of batched, nonbatched, window (+ noflow for the golden size)")

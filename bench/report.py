@@ -17,8 +17,8 @@ COLUMNS = {
     "forward": ["config", "size", "batch", "dtype", "median_s", "pairs_per_s", "peak_gpu_gib", "peak_rss_gib", "device"],
     "optimizer": ["size", "mode", "frames", "height", "width", "pairs", "s_per_iter", "peak_mem_gib", "peak_mem_kind",
                   "device"],
-    "demo": ["config", "frames", "size", "dtype", "niter", "total_s", "inference_s", "flow+masks_s", "optimization_s",
-             "peak_gpu_gib", "device"],
+    "demo": ["config", "frames", "size", "dtype", "niter", "flow_loss_weight", "mode", "total_s", "s_per_frame", "inference_s",
+             "flow+masks_s", "optimization_s", "peak_gpu_gib", "peak_tensor_gib", "device"],
     "inference": ["config", "frames", "pairs", "size", "batch", "dtype", "encoder_cache", "seconds", "pairs_per_s",
                   "peak_gpu_gib", "vs_fp32_pts1_median_rel", "vs_fp32_pts1_max_rel", "device"],
 }
@@ -32,6 +32,14 @@ def fmt(v) -> str:
     return str(v)
 
 
+def _demo_mode(r: dict) -> str:
+    if r.get("streaming"):
+        return f"streaming w{r.get('window_size')}"
+    if r.get("window_wise"):
+        return f"window w{r.get('window_size')}"
+    return "batched" if r.get("batchify", True) else "non-batched"
+
+
 def load_rows(folder: Path):
     rows = defaultdict(list)
     for f in sorted(folder.glob("*.jsonl")):
@@ -42,6 +50,9 @@ def load_rows(folder: Path):
                     for rec in r["records"]:
                         rows["optimizer"].append(dict(rec, loadavg=r.get("loadavg")))
                     continue
+                if r.get("bench") == "demo":
+                    r.setdefault("mode", _demo_mode(r))
+                    r.setdefault("flow_loss_weight", 0.01)  # rows from before the field existed: demo defaults
                 rows[r.get("bench", f.stem)].append(r)
     return rows
 

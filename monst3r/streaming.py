@@ -158,8 +158,9 @@ class PairCache:
             stack = torch.stack([img[g] for g in frames])
             fij, fji, vi, vj = compute_pair_flows(self.flow_model, stack, [(local[i], local[j]) for i, j in need],
                                                   chunk_size=12, iters=20)
-            for n, k in enumerate(need):
-                self.flows[k] = (fij[n], fji[n], vi[n], vj[n])
+            for n, k in enumerate(need):  # copies: a row view would keep the whole batch alive
+                self.flows[k] = (fij[n].clone(), fji[n].clone(), vi[n].clone(), vj[n].clone())
+            del fij, fji, vi, vj
         rows = []
         for k in keys:
             if k in self.flows:
