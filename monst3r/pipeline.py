@@ -143,7 +143,8 @@ def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: Stag
     (the streaming mode keeps it, as it needs it again for the next chunk)."""
     from monst3r.cloud_opt import GlobalAlignerMode, global_aligner
     from monst3r.image_pairs import make_pairs
-    from monst3r.inference import inference
+    from monst3r.inference import inference_distributed as inference  # plain inference in a single process
+    from monst3r.utils.device import is_main_process
 
     if len(imgs) == 1:
         import copy
@@ -158,6 +159,8 @@ def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: Stag
         else:
             output = inference(pairs, model, device, batch_size=args.batch_size, verbose=not args.silent,
                                dtype=_dtype(args))
+    if not is_main_process():
+        return None, None  # multi-process run: the other ranks only share the pair inference
     if device.type == "cuda" and offload_model and model is not None:
         # the network is not needed any more: give its ~2.3 GB of GPU memory to the optimizer
         model.to("cpu")
@@ -203,7 +206,11 @@ def run_demo(args) -> Path:
     """Non-interactive demo run; writes ``<output_dir>/<seq_name>/`` atomically and returns that folder."""
     from monst3r.utils.image import load_images
 
-    device = resolve_device(args.device)
+    from monst3r.utils.device import init_distributed_from_env, is_main_process
+
+    # under `torchrun --nproc_per_node=K demo.py ...` the pairs are shared by K processes (one per GPU); rank 0
+    # alone optimises and writes the result
+    device = init_distributed_from_env(resolve_device(args.device))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     timer = StageTimer()
@@ -244,13 +251,15 @@ def run_demo(args) -> Path:
         flow_model = _flow_model(args, device) if not args.real_time and len(imgs) > 2 else None
     if args.real_time:
         from monst3r.image_pairs import make_pairs
-        from monst3r.inference import inference
+        from monst3r.inference import inference_distributed as inference
         from monst3r.io import save_realtime_outputs
 
         pairs = make_pairs(imgs, scene_graph=f"oneref-{len(imgs) // 2}", symmetrize=False)
         with timer("inference"):
             output = inference(pairs, model, device, batch_size=args.batch_size, verbose=not args.silent,
                                dtype=_dtype(args))
+        if not is_main_process():
+            return out_dir
         with timer("write"):
             out_dir.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -269,6 +278,8 @@ def run_demo(args) -> Path:
             result, _ = reconstruct_streaming(imgs, model, args, device, timer, prev, flow_model)
         else:
             result, _ = reconstruct(imgs, model, args, device, timer, prev, flow_model)
+        if result is None:  # a helper process of a multi-process run: rank 0 writes
+            return out_dir
         with timer("write"):
             from monst3r.io import save_result
 

@@ -110,7 +110,8 @@ class PairCache:
 
     def predict(self, pairs) -> dict:
         """``inference()`` output for ``pairs`` (chunk views), running the network on the new pairs only."""
-        from monst3r.inference import _same_size, collate_with_cat, inference
+        from monst3r.inference import _same_size, collate_with_cat
+        from monst3r.inference import inference_distributed as inference  # plain inference in one process
         from monst3r.pipeline import _dtype
 
         a = self.args
@@ -177,6 +178,27 @@ class PairCache:
                 del store[k]
 
 
+def _follow_chunks(imgs, chunks, args, cache, model, device, predict) -> None:
+    """The other ranks of a multi-process run: take part in every chunk's (sharded) pair inference, in the same
+    order and with the same pairs as rank 0 (which alone optimises)."""
+    from monst3r.image_pairs import make_pairs
+    from monst3r.inference import inference_distributed
+    from monst3r.pipeline import _dtype, scene_graph_string
+
+    for c, (s, e, _) in enumerate(chunks):
+        views = _chunk_views(imgs, s, e)
+        graph = scene_graph_string(args.scenegraph_type, args.winsize, args.refid, len(views))
+        pairs = make_pairs(views, scene_graph=graph, prefilter=None, symmetrize=True)
+        if predict is not None:
+            predict(pairs)
+        elif cache is not None:
+            cache.predict(pairs)
+            cache.prune(chunks[c + 1][0] if c + 1 < len(chunks) else e)
+        else:
+            inference_distributed(pairs, model, device, batch_size=args.batch_size, verbose=False,
+                                  dtype=_dtype(args))
+
+
 def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, device: torch.device, timer,
                           prev_video_results: Optional[dict] = None, flow_model=None, on_chunk=None,
                           predict=None, reuse_pairs: bool = True):
@@ -213,6 +235,10 @@ def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, dev
             Ks[k] = K0
     parts: list = []
     cache = PairCache(imgs, model, device, args, flow_model) if reuse_pairs else None
+    from monst3r.utils.device import is_main_process
+    if not is_main_process():
+        _follow_chunks(imgs, chunks, args, cache, model, device, predict)
+        return None, None
     chunk_args = copy.copy(args)
     chunk_args.window_wise = True
     for c, (s, e, n_frozen) in enumerate(chunks):

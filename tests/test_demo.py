@@ -212,3 +212,32 @@ def test_gui_builds_and_serves_on_loopback():
         assert "MonST3R" in html
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("mode", [[], ["--streaming", "--window_size", "4"]], ids=["batched", "streaming"])
+def test_demo_under_torchrun_shares_pair_inference(frames, tmp_path, golden, mode):
+    """``torchrun --nproc_per_node=2 demo.py`` (Gloo on the CPU): the pairs are sharded over the two processes,
+    rank 0 alone optimises and writes, and the result is the single-process one."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    common = ["--input", frames, "--output_dir", tmp_path, "--weights", golden("model", "tiny_linear", "tiny_linear.pth"),
+              "--image_size", "224", "--niter", "4", "--flow_loss_weight", "0", "--device", "cpu", "--silent", *mode]
+    e = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                        str(ROOT / "demo.py"), *map(str, common), "--seq_name", "two"], capture_output=True,
+                       text=True, env=e, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("done: 5 frames") == 1  # only rank 0 reports (and writes)
+    one = subprocess.run([sys.executable, str(ROOT / "demo.py"), *map(str, common), "--seq_name", "one"],
+                         capture_output=True, text=True, env=e, timeout=600, cwd=ROOT)  # same thread count
+    assert one.returncode == 0, one.stderr[-3000:]
+    from monst3r.io import load_result
+
+    two, one = load_result(tmp_path / "two"), load_result(tmp_path / "one")
+    assert two.n_frames == one.n_frames == 5
+    np.testing.assert_allclose(two.poses, one.poses, atol=1e-3)
+    np.testing.assert_allclose(two.depths, one.depths, rtol=1e-3, atol=1e-4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
