@@ -194,3 +194,26 @@ def test_streaming_with_the_network_and_flow(tiny_nets):
     assert rec.n_frames == 9 and np.isfinite(rec.poses).all() and np.isfinite(rec.depths).all()
     assert rec.meta["pairs_reused"] > 0 and rec.meta["flows_reused"] > 0
     assert rec.meta["mask_source"] == "self"
+
+
+def test_streaming_continues_a_previous_result():
+    """prev_video_results (as demo.py --prev_output_dir loads it): its frames lead the view list, are frozen, and
+    only the new frames are returned; the stream starts from the previous frames' poses."""
+    sc, views = scene_views(14)
+    a = demo_args(window_size=6, window_overlap_ratio=0.5, niter=100)
+    torch.manual_seed(0)
+    first, _ = reconstruct_streaming(views[:8], None, a, CPU, StageTimer(), predict=oracle(sc))
+    prev = dict(poses=[p for p in first.poses[4:8]], depths=torch.from_numpy(np.asarray(first.depths[4:8])),
+                intrinsics=torch.from_numpy(first.intrinsics[7]))
+    rest, _ = reconstruct_streaming(views[4:], None, a, CPU, StageTimer(), prev, predict=oracle(sc))
+    assert rest.meta["chunks"] == [[1, 7, 3], [4, 10, 3]]
+    assert rest.n_frames == 6
+    both = np.concatenate([first.poses, rest.poses])
+    extent = np.linalg.norm(np.diff(sc.poses[:, :3, 3], axis=0), axis=1).sum()
+    assert ate(both, sc.poses) < 0.03 * extent
+    # the first new frame is placed next to the last previous one (same scale and world frame)
+    step = np.linalg.norm(rest.poses[0][:3, 3] - first.poses[7][:3, 3])
+    gt_step = np.linalg.norm(sc.poses[8][:3, 3] - sc.poses[7][:3, 3])
+    scale = np.linalg.norm(first.poses[7][:3, 3] - first.poses[0][:3, 3]) / np.linalg.norm(
+        sc.poses[7][:3, 3] - sc.poses[0][:3, 3])
+    assert abs(step - scale * gt_step) < 0.5 * scale * gt_step + 1e-6
