@@ -90,6 +90,9 @@ def main(argv=None):
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         chunk_s.append(time.perf_counter() - t0 - sum(chunk_s))
+        # progress line (kept in the log even when a long run is cut off by a timeout)
+        print(json.dumps(dict(chunk=c, bounds=list(bounds), s=round(chunk_s[-1], 3),
+                              peak_gpu_gib=peak_memory_gib(dev) if dev.type == "cuda" else None)), flush=True)
 
     from monst3r.utils.memtrack import TensorMemoryTracker
     tracker = TensorMemoryTracker() if a.track_tensors else contextlib.nullcontext()
