@@ -98,15 +98,20 @@ class PairCache:
     the global frame indices and dropped once no later chunk can use them (:meth:`prune`).
     """
 
-    def __init__(self, imgs: List[Dict], model, device: torch.device, args: argparse.Namespace, flow_model=None):
-        self.frame_of = {id(v["img"]): g for g, v in enumerate(imgs)}
+    def __init__(self, model, device: torch.device, args: argparse.Namespace, flow_model=None):
+        self.start = 0  # global index of the current chunk's first frame (set_chunk)
         self.model, self.device, self.args, self.flow_model = model, device, args, flow_model
         self.preds: Dict[tuple, dict] = {}
         self.flows: Dict[tuple, tuple] = {}
         self.computed_pairs = self.reused_pairs = self.computed_flows = self.reused_flows = 0
 
+    def set_chunk(self, start: int) -> None:
+        """The pairs passed next hold views of a chunk starting at global frame ``start`` (their ``idx`` count
+        from 0 within the chunk)."""
+        self.start = int(start)
+
     def _key(self, a: Dict, b: Dict) -> tuple:
-        return self.frame_of[id(a["img"])], self.frame_of[id(b["img"])]
+        return self.start + int(a["idx"]), self.start + int(b["idx"])
 
     def predict(self, pairs) -> dict:
         """``inference()`` output for ``pairs`` (chunk views), running the network on the new pairs only."""
@@ -187,6 +192,8 @@ def _follow_chunks(imgs, chunks, args, cache, model, device, predict) -> None:
 
     for c, (s, e, _) in enumerate(chunks):
         views = _chunk_views(imgs, s, e)
+        if cache is not None:
+            cache.set_chunk(s)
         graph = scene_graph_string(args.scenegraph_type, args.winsize, args.refid, len(views))
         pairs = make_pairs(views, scene_graph=graph, prefilter=None, symmetrize=True)
         if predict is not None:
@@ -234,7 +241,7 @@ def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, dev
             depths[k] = d.detach().cpu().numpy() if isinstance(d, torch.Tensor) else np.asarray(d)
             Ks[k] = K0
     parts: list = []
-    cache = PairCache(imgs, model, device, args, flow_model) if reuse_pairs else None
+    cache = PairCache(model, device, args, flow_model) if reuse_pairs else None
     from monst3r.utils.device import is_main_process
     if not is_main_process():
         _follow_chunks(imgs, chunks, args, cache, model, device, predict)
@@ -251,6 +258,7 @@ def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, dev
         chunk_args.window_size = e - s
         kw = dict(predict=predict)
         if cache is not None:
+            cache.set_chunk(s)
             kw = dict(predict=predict or cache.predict, flows_fn=cache.flows_for)
         rec, scene = reconstruct(_chunk_views(imgs, s, e), model, chunk_args, device, timer, prev, flow_model,
                                  offload_model=False, **kw)

@@ -160,12 +160,14 @@ def test_pair_cache_reuses_predictions_and_flows_of_the_overlap(tiny_nets):
     model, flow = tiny_nets
     sc, views = scene_views(9, W=160, H=128)  # SEA-RAFT needs >= 121 px
     a = demo_args(batch_size=4, flow_loss_weight=0.01)
-    cache = PairCache(views, model, CPU, a, flow)
+    cache = PairCache(model, CPU, a, flow)
     chunks = [[dict(v, idx=k) for k, v in enumerate(views[s:e])] for s, e in ((0, 6), (3, 9))]
     pairs = [make_pairs(c, scene_graph="swinstride-2-noncyclic", symmetrize=True) for c in chunks]
+    cache.set_chunk(0)
     cache.predict(pairs[0])
     cache.flows_for(pairs[0])
     cache.prune(3)
+    cache.set_chunk(3)
     got = cache.predict(pairs[1])
     assert cache.reused_pairs > 0 and cache.computed_pairs + cache.reused_pairs == len(pairs[0]) + len(pairs[1])
     ref = inference(pairs[1], model, CPU, batch_size=4, verbose=False)
