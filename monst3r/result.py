@@ -110,9 +110,13 @@ class Reconstruction:
             if v is None:
                 return None
             return v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx]
+        meta = dict(self.meta)
+        paths = meta.get("image_paths")
+        if isinstance(paths, list) and len(paths) == self.n_frames:  # per-frame metadata follows the frames
+            meta["image_paths"] = [paths[i] for i in idx]
         return replace(self, poses=self.poses[idx], intrinsics=self.intrinsics[idx], depths=pick(self.depths),
                        confs=pick(self.confs), init_confs=pick(self.init_confs),
-                       dynamic_masks=pick(self.dynamic_masks), rgb=pick(self.rgb), meta=dict(self.meta),
+                       dynamic_masks=pick(self.dynamic_masks), rgb=pick(self.rgb), meta=meta,
                        sam2_masks=pick(self.sam2_masks))
 
     def copy(self) -> "Reconstruction":
@@ -139,11 +143,15 @@ class Reconstruction:
                 return None
             frames = [f for v in vals for f in v]
             return frames
+        meta = dict(parts[-1].meta) if meta is None else dict(meta)
+        paths = [p.meta.get("image_paths") for p in parts]
+        if all(isinstance(x, list) and len(x) == p.n_frames for x, p in zip(paths, parts)):
+            meta["image_paths"] = [x for ps in paths for x in ps]
         return cls(poses=np.concatenate([p.poses for p in parts]),
                    intrinsics=np.concatenate([p.intrinsics for p in parts]),
                    depths=cat("depths"), confs=cat("confs"), init_confs=cat("init_confs"),
                    dynamic_masks=cat("dynamic_masks"), rgb=cat("rgb"),
-                   meta=dict(parts[-1].meta) if meta is None else dict(meta), sam2_masks=cat("sam2_masks"))
+                   meta=meta, sam2_masks=cat("sam2_masks"))
 
 
 def _stack_or_list(frames, dtype):

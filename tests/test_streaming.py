@@ -79,6 +79,7 @@ def test_streaming_equals_chained_continuation():
     torch.manual_seed(0)
     rec, _ = reconstruct_streaming(views, None, a, CPU, StageTimer(), predict=oracle(sc))
     assert rec.meta["chunks"] == [[0, 6, 0], [3, 9, 3]] and rec.n_frames == 9
+    assert rec.meta["image_paths"] == [v["instance"] for v in views]
 
     torch.manual_seed(0)
     b = demo_args(window_size=6, window_overlap_ratio=0.5, niter=20, window_wise=True)
