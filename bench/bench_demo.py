@@ -123,6 +123,7 @@ def main(argv=None):
                peak_rss_gib=peak_memory_gib(torch.device("cpu")), device=device_name(dev),
                peak_tensor_gib=tracker.peak_bytes / 2 ** 30 if a.track_tensors else None,
                chunk_s=[round(x, 3) for x in chunk_s] or None,
+               optimizer_phases_s=(getattr(scene, "timings", None) if scene is not None else res.meta.get("timings")),
                pairs_computed=res.meta.get("pairs_computed"), pairs_reused=res.meta.get("pairs_reused"),
                finite=bool(np.isfinite(res.poses).all()), input_generation_s=t_gen, torch=torch.__version__,
                time=time.strftime("%Y-%m-%dT%H:%M:%S"))

@@ -162,9 +162,10 @@ def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: Stag
     if not is_main_process():
         return None, None  # multi-process run: the other ranks only share the pair inference
     if device.type == "cuda" and offload_model and model is not None:
-        # the network is not needed any more: give its ~2.3 GB of GPU memory to the optimizer
-        model.to("cpu")
-        torch.cuda.empty_cache()
+        with timer("offload"):
+            # the network is not needed any more: give its ~2.3 GB of GPU memory to the optimizer
+            model.to("cpu")
+            torch.cuda.empty_cache()
     if len(imgs) == 2:
         with timer("alignment"):
             scene = global_aligner(output, device=device, mode=GlobalAlignerMode.PairViewer, verbose=not args.silent)
@@ -196,10 +197,12 @@ def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: Stag
             scene.compute_window_wise_alignment(**kw)
         else:
             scene.compute_global_alignment(**kw)
-    if prev_video_results is not None:
-        scene.clean_prev_results()
-    scene.clean_pointcloud()
-    return scene.result(), scene
+    with timer("post"):
+        if prev_video_results is not None:
+            scene.clean_prev_results()
+        scene.clean_pointcloud()
+        rec = scene.result()
+    return rec, scene
 
 
 def run_demo(args) -> Path:

@@ -248,6 +248,7 @@ def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, dev
         return None, None
     chunk_args = copy.copy(args)
     chunk_args.window_wise = True
+    phases: Dict[str, float] = {}  # optimizer phase times summed over the chunks
     for c, (s, e, n_frozen) in enumerate(chunks):
         log.info("streaming chunk %d/%d: frames [%d, %d), %d frozen", c + 1, len(chunks), s, e, n_frozen)
         prev = None
@@ -262,6 +263,8 @@ def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, dev
             kw = dict(predict=predict or cache.predict, flows_fn=cache.flows_for)
         rec, scene = reconstruct(_chunk_views(imgs, s, e), model, chunk_args, device, timer, prev, flow_model,
                                  offload_model=False, **kw)
+        for k, v in getattr(scene, "timings", {}).items():
+            phases[k] = phases.get(k, 0.0) + v
         del scene
         rec = rec.copy()  # own the arrays: nothing of this chunk's optimizer stays alive
         for k in range(rec.n_frames):
@@ -278,7 +281,7 @@ def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, dev
         if on_chunk is not None:
             on_chunk(c, (s, e, n_frozen))
     meta = dict(parts[-1].meta, source="streaming", chunks=[list(ch) for ch in chunks],
-                final_losses=[p.meta.get("final_loss") for p in parts])
+                final_losses=[p.meta.get("final_loss") for p in parts], timings=phases)
     if cache is not None:
         meta.update(pairs_computed=cache.computed_pairs, pairs_reused=cache.reused_pairs,
                     flows_computed=cache.computed_flows, flows_reused=cache.reused_flows)

@@ -7,8 +7,10 @@ original (``pred_i["i_j"]``, ``im_conf[k]``) are exposed as views into these buf
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -106,6 +108,7 @@ class BasePCOptimizer(nn.Module):
         self._root_idx: int | None = None
         self._cache: dict[str, Any] = {}
         self.history: dict[str, list] = dict(loss=[], flow=[], lr=[])
+        self.timings: dict[str, float] = {}
 
         self._parse(view1, view2, pred1, pred2, dynamic_masks)
 
@@ -499,8 +502,23 @@ class BasePCOptimizer(nn.Module):
             log.warning("save_score_path / save_score_only are not supported; ignored")
         kw.pop("temporal_smoothing_weight", None)  # accepted and unused, as in the original loop
         with torch.autocast(device_type=self.device.type, enabled=False):
-            self.initialize(init, niter_PnP=niter_PnP)
-            return self._run_loop(**kw)
+            with self.phase("init"):
+                self.initialize(init, niter_PnP=niter_PnP)
+            with self.phase("loop"):
+                return self._run_loop(**kw)
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        """Accumulate the wall time of a phase in ``self.timings[name]`` (seconds; CUDA is synchronised at both
+        ends, once per phase). Phases: 'flows', 'self_masks', 'sam2' (construction), 'init', 'loop'."""
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda *a: None)
+        sync(self.device)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            sync(self.device)
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
 
     def initialize(self, init: str | None, niter_PnP: int = 10):
         if init is None:

@@ -301,10 +301,18 @@ class PointCloudOptimizer(BasePCOptimizer):
 
     def _setup_flow(self, flows, flow_model, flow_checkpoint, sintel_ckpt, niter_PnP_pairs,
                     sam2_checkpoint, sam2_config) -> None:
-        if flows is not None:
-            self._store_flows(flows)
-        else:
-            self._compute_flows(flow_model, flow_checkpoint, sintel_ckpt)
+        with self.phase("flows"):
+            if flows is not None:
+                self._store_flows(flows)
+            else:
+                self._compute_flows(flow_model, flow_checkpoint, sintel_ckpt)
+        with self.phase("self_masks"):
+            self._self_masks(niter_PnP_pairs)
+        if self.sam2_mask_refine:
+            with self.phase("sam2"):
+                self._refine_with_sam2(sam2_checkpoint, sam2_config)
+
+    def _self_masks(self, niter_PnP_pairs: int) -> None:
         if self.use_self_mask and not self.user_dynamic_masks:
             if not self.is_symmetrized:
                 raise Monst3rInputError("self motion masks (use_self_mask=True) need a symmetrized pair graph; "
@@ -319,8 +327,6 @@ class PointCloudOptimizer(BasePCOptimizer):
                 min_conf_thr=self.min_conf_thr, niter_PnP=niter_PnP_pairs, faithful=self.faithful)
             self._dyn.copy_(masks.reshape(self.n_imgs, -1))
             self.mask_source = "self"
-        if self.sam2_mask_refine:
-            self._refine_with_sam2(sam2_checkpoint, sam2_config)
 
     def _refine_with_sam2(self, checkpoint, config) -> None:
         """OR the current masks with SAM2's propagation (optimizer.md 7.3); skipped with a warning if unavailable."""
@@ -891,8 +897,10 @@ class PointCloudOptimizer(BasePCOptimizer):
         kw.pop("temporal_smoothing_weight", None)
         self.window_starts()  # validate before any work
         with torch.autocast(device_type=self.device.type, enabled=False):
-            self.initialize(init, niter_PnP=niter_PnP)
-            return self._window_loop(**kw)
+            with self.phase("init"):
+                self.initialize(init, niter_PnP=niter_PnP)
+            with self.phase("loop"):
+                return self._window_loop(**kw)
 
     def _window_loop(self, lr: float = 0.01, niter: int = 300, schedule: str = "cosine", lr_min: float = 1e-3,
                      max_iters: int | None = None, **unused):
