@@ -131,13 +131,14 @@ def _dtype(args):
 
 def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: StageTimer,
                 prev_video_results: Optional[dict] = None, flow_model=None, offload_model: bool = True,
-                predict=None, flows_fn=None):
+                predict=None, flows_fn=None, aligner_kw: Optional[dict] = None):
     """Run inference and global alignment on view dicts; returns ``(Reconstruction, scene)``.
 
     predict: optional ``callable(pairs) -> inference()-style output`` used instead of running ``model``
     (tests feed ideal predictions of synthetic scenes through it).
     flows_fn: optional ``callable(pairs) -> (flow_ij, flow_ji, valid_i, valid_j)`` (``[E, 2, H, W]`` /
     ``[E, 1, H, W]``, one row per pair) used instead of running the flow network inside the optimizer.
+    aligner_kw: extra ``global_aligner`` options (e.g. ``sam2_predictor``).
 
     offload_model: on CUDA, move the network to the CPU after inference to give its memory to the optimizer
     (the streaming mode keeps it, as it needs it again for the next chunk)."""
@@ -186,7 +187,7 @@ def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: Stag
             batchify=not (args.not_batchify or args.window_wise), window_wise=args.window_wise,
             window_size=args.window_size, window_overlap_ratio=args.window_overlap_ratio,
             prev_video_results=prev_video_results, flow_model=flow_model, flows=flows,
-            sam2_mask_refine=not args.no_sam2, sam2_checkpoint=args.sam2_checkpoint)
+            sam2_mask_refine=not args.no_sam2, sam2_checkpoint=args.sam2_checkpoint, **(aligner_kw or {}))
         del flow_model, flows
     K = parse_intrinsics(args.intrinsics, imgs[0]["img"].shape[-1], imgs[0]["img"].shape[-2])
     if K is not None:

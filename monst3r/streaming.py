@@ -183,6 +183,21 @@ class PairCache:
                 del store[k]
 
 
+def _shared_sam2_predictor(args: argparse.Namespace, device: torch.device):
+    """One SAM2 video predictor for all chunks (building it loads ~900 MB of weights), or None when SAM2
+    refinement is off or unavailable (each chunk's optimizer then reports why, as in a single run)."""
+    if getattr(args, "no_sam2", False) or args.flow_loss_weight <= 0:
+        return None
+    from third_party import sam2_adapter
+
+    if sam2_adapter.sam2_unavailable_reason() is not None:
+        return None
+    ckpt = sam2_adapter.resolve_sam2_checkpoint(args.sam2_checkpoint)
+    if not ckpt.is_file():
+        return None
+    return sam2_adapter.build_video_predictor(sam2_adapter.DEFAULT_SAM2_CONFIG, ckpt, device)
+
+
 def _follow_chunks(imgs, chunks, args, cache, model, device, predict) -> None:
     """The other ranks of a multi-process run: take part in every chunk's (sharded) pair inference, in the same
     order and with the same pairs as rank 0 (which alone optimises)."""
@@ -208,7 +223,7 @@ def _follow_chunks(imgs, chunks, args, cache, model, device, predict) -> None:
 
 def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, device: torch.device, timer,
                           prev_video_results: Optional[dict] = None, flow_model=None, on_chunk=None,
-                          predict=None, reuse_pairs: bool = True):
+                          predict=None, reuse_pairs: bool = True, sam2_predictor=None):
     """Reconstruct a long video chunk by chunk (see the module docstring); returns ``(Reconstruction, None)``.
 
     imgs: view dicts of ``load_images`` (the first ``len(prev_video_results['poses'])`` are a previous result's
@@ -217,7 +232,8 @@ def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, dev
     each chunk (benchmarks, progress). predict: see ``pipeline.reconstruct`` (the pairs it receives hold the
     chunk's views, whose ``idx`` count from 0 within the chunk). reuse_pairs: take the predictions and flows
     of the pairs a chunk shares with the previous one from that chunk (:class:`PairCache`) instead of
-    recomputing them (same values up to float32 batch-composition noise).
+    recomputing them (same values up to float32 batch-composition noise). sam2_predictor: a SAM2 video
+    predictor shared by the chunks (default: built once when SAM2 refinement is on and available).
     """
     from monst3r.pipeline import reconstruct
     from monst3r.result import Reconstruction
@@ -248,6 +264,8 @@ def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, dev
         return None, None
     chunk_args = copy.copy(args)
     chunk_args.window_wise = True
+    if sam2_predictor is None:
+        sam2_predictor = _shared_sam2_predictor(args, device)
     phases: Dict[str, float] = {}  # optimizer phase times summed over the chunks
     for c, (s, e, n_frozen) in enumerate(chunks):
         log.info("streaming chunk %d/%d: frames [%d, %d), %d frozen", c + 1, len(chunks), s, e, n_frozen)
@@ -261,6 +279,8 @@ def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, dev
         if cache is not None:
             cache.set_chunk(s)
             kw = dict(predict=predict or cache.predict, flows_fn=cache.flows_for)
+        if sam2_predictor is not None:
+            kw["aligner_kw"] = dict(sam2_predictor=sam2_predictor)
         rec, scene = reconstruct(_chunk_views(imgs, s, e), model, chunk_args, device, timer, prev, flow_model,
                                  offload_model=False, **kw)
         for k, v in getattr(scene, "timings", {}).items():

@@ -190,13 +190,18 @@ def test_pair_cache_reuses_predictions_and_flows_of_the_overlap(tiny_nets):
 def test_streaming_with_the_network_and_flow(tiny_nets):
     model, flow = tiny_nets
     sc, views = scene_views(9, W=160, H=128)  # SEA-RAFT needs >= 121 px
+    from test_flow import FakePredictor
+
     a = demo_args(window_size=6, window_overlap_ratio=0.5, niter=5, flow_loss_weight=0.01, winsize=2,
-                  batch_size=4)
+                  batch_size=4, no_sam2=False)
     torch.manual_seed(0)
-    rec, _ = reconstruct_streaming(views, model, a, CPU, StageTimer(), flow_model=flow)
+    sam2 = FakePredictor()
+    rec, _ = reconstruct_streaming(views, model, a, CPU, StageTimer(), flow_model=flow, sam2_predictor=sam2)
     assert rec.n_frames == 9 and np.isfinite(rec.poses).all() and np.isfinite(rec.depths).all()
     assert rec.meta["pairs_reused"] > 0 and rec.meta["flows_reused"] > 0
-    assert rec.meta["mask_source"] == "self"
+    assert rec.meta["mask_source"] == "self" and rec.meta["sam2"] == "refined"
+    assert [c for c in sam2.calls if c[0] == "init"] == [("init", 6), ("init", 6)]  # one predictor, two chunks
+    assert set(rec.meta["timings"]) >= {"flows", "self_masks", "sam2", "init", "loop"}
 
 
 def test_streaming_continues_a_previous_result():

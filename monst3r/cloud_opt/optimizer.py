@@ -101,7 +101,8 @@ class PointCloudOptimizer(BasePCOptimizer):
     network) or ``flow_checkpoint`` (path or name for ``third_party.raft.load_flow_model``);
     ``dynamic_masks`` (``[N, H, W]`` bool, user masks: no self masks are computed);
     ``flow_use_validity`` (also ignore pixels failing the forward-backward check; off = the original's loss);
-    ``sam2_checkpoint`` / ``sam2_config``; ``chunk_size`` (pairs per chunk of the loss kernels, all modes;
+    ``sam2_checkpoint`` / ``sam2_config``; ``sam2_predictor`` (an already-built SAM2 video predictor, re-used
+    instead of building one: the streaming mode shares one across its chunks); ``chunk_size`` (pairs per chunk of the loss kernels, all modes;
     default: a per-device pixel budget, see ``kernels.CHUNK_PIXELS``);
     ``niter_PnP_pairs`` (RANSAC iterations of the motion-mask pair views, 100); ``faithful`` (see base class).
     """
@@ -118,7 +119,7 @@ class PointCloudOptimizer(BasePCOptimizer):
                  window_size: int = 100, window_overlap_ratio: float = 0.5, prev_video_results: dict | None = None,
                  flows=None, flow_model=None, flow_checkpoint: str | None = None, flow_use_validity: bool = False,
                  sam2_checkpoint: str | None = None, sam2_config: str | None = None, chunk_size: int | None = None,
-                 niter_PnP_pairs: int = 100, **kw: Any):
+                 niter_PnP_pairs: int = 100, sam2_predictor=None, **kw: Any):
         super().__init__(*args, **kw)
         N, A, dev = self.n_imgs, self.max_area, self.device
         self.focal_break = focal_break
@@ -146,6 +147,7 @@ class PointCloudOptimizer(BasePCOptimizer):
         self.chunk_size = chunk_size
         self.sam2_status = "off"
         self.sam2_dynamic_masks = None
+        self._sam2_predictor = sam2_predictor
         self.init_depthmaps: list[torch.Tensor] | None = None
 
         # parameters
@@ -341,7 +343,8 @@ class PointCloudOptimizer(BasePCOptimizer):
         imgs = self._imgs.reshape(self.n_imgs, H, W, 3)
         masks = self._dyn.reshape(self.n_imgs, H, W)
         try:
-            res = refine(imgs, masks, checkpoint=checkpoint, config=config, device=self.device)
+            extra = {} if self._sam2_predictor is None else dict(predictor=self._sam2_predictor)
+            res = refine(imgs, masks, checkpoint=checkpoint, config=config, device=self.device, **extra)
         except (ImportError, FileNotFoundError, RuntimeError) as err:
             log.warning("SAM2 mask refinement skipped: %s", err)
             self.sam2_status = f"skipped: {err}"
