@@ -57,7 +57,8 @@ def compute_pair_flows(flow_model: nn.Module, imgs: Union[torch.Tensor, Sequence
         imgs: the optimizer's image store, float RGB in [0, 1], ``[N, H, W, 3]`` (or a list of ``[H, W, 3]``);
             multiplied by 255 before the network, as in the original.
         edges: ordered pairs ``(i, j)``; flow_ij of edge e maps pixels of image i into image j.
-        chunk_size: pairs per network call (12 in the original).
+        chunk_size: pairs per chunk (12 in the original); each chunk is one network call of ``2 * chunk_size``
+            items (both directions; the original makes one call per direction).
         iters: refinement iterations (MonST3R uses 20).
 
     Returns:
@@ -85,8 +86,12 @@ def compute_pair_flows(flow_model: nn.Module, imgs: Union[torch.Tensor, Sequence
                       leave=False):
         img_i = (nchw[ei[start:start + chunk_size]] * 255).to(device)
         img_j = (nchw[ej[start:start + chunk_size]] * 255).to(device)
-        flows_ij.append(flow_model(img_i, img_j, iters=iters, test_mode=True)[1].float())
-        flows_ji.append(flow_model(img_j, img_i, iters=iters, test_mode=True)[1].float())
+        # both directions in one network call (the original makes two): the same per-item computation (the
+        # networks run in eval mode, no item depends on another), half the calls and twice the batch
+        both = flow_model(torch.cat((img_i, img_j)), torch.cat((img_j, img_i)), iters=iters, test_mode=True)[1]
+        fwd, bwd = both.float().split(len(img_i))
+        flows_ij.append(fwd)
+        flows_ji.append(bwd)
         logger.debug("optical flow: %d/%d pairs", min(start + chunk_size, len(edges)), len(edges))
     flow_ij = torch.cat(flows_ij)
     flow_ji = torch.cat(flows_ji)
