@@ -291,12 +291,31 @@ def run_demo(args) -> Path:
             save_result(result, out_dir, min_conf_thr=args.min_conf_thr,
                         enlarge_kernel=5 if args.use_gt_davis_masks else 3)
             export_extra(result, out_dir, args.export)
+            if result.n_frames == 2 and prev is None:
+                two_frame_extras(result, out_dir.parent, device)
         n = result.n_frames
     viewer = "visualizer_monst3r_realtime.py" if args.real_time else "visualizer_monst3r.py"
     print(f"done: {n} frames, {timer.summary()}, peak memory {peak_memory_gib(device):.2f} GiB "
           f"({'GPU' if device.type == 'cuda' else 'RSS'}); result in {out_dir} "
           f"(view: python viser/{viewer} --data {out_dir})")
     return out_dir
+
+
+def two_frame_extras(result, folder: Path, device: torch.device, flow_model=None) -> None:
+    """Exactly two frames: the original's extra motion-mask files (``monst3r.two_frame``) in ``folder`` (the
+    output root). Needs classic RAFT's ``raft-things`` weights; without them a one-line note, nothing else."""
+    from monst3r.two_frame import two_frame_motion_mask, write_two_frame_outputs
+
+    if result.frame_shape(0) != result.frame_shape(1):
+        return
+    if flow_model is None:
+        from third_party.raft import load_flow_model
+        try:
+            flow_model = load_flow_model("raft-things", device)
+        except (Monst3rInputError, FileNotFoundError) as err:
+            print(f"note: two-frame motion mask files skipped: {err}")
+            return
+    write_two_frame_outputs(two_frame_motion_mask(result, flow_model), folder)
 
 
 def export_extra(result, folder: Path, formats: Optional[str]) -> None:
