@@ -25,11 +25,13 @@ confidences, non-canonical quaternion signs, missing optional files).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Sequence
@@ -174,6 +176,23 @@ _OWN_PATTERNS = [re.compile(p) for p in (
 
 def _is_result_file(name: str) -> bool:
     return any(p.fullmatch(name) for p in _OWN_PATTERNS)
+
+
+@contextlib.contextmanager
+def atomic_folder(folder):
+    """Build a folder in a temporary sibling (yielded) that replaces ``folder`` whole when the block succeeds;
+    on any error the temporary folder is removed and ``folder`` is left as it was."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        yield tmp
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def save_result(result: Reconstruction, folder, *, glb: bool = True, depth_gif: bool = True,

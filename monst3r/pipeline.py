@@ -6,14 +6,12 @@ Defaults are those of the original's non-interactive run (spec cli.md 4.1, optim
 from __future__ import annotations
 
 import logging
-import math
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -256,7 +254,7 @@ def run_demo(args) -> Path:
     if args.real_time:
         from monst3r.image_pairs import make_pairs
         from monst3r.inference import inference_distributed as inference
-        from monst3r.io import save_realtime_outputs
+        from monst3r.io import atomic_folder, save_realtime_outputs
 
         pairs = make_pairs(imgs, scene_graph=f"oneref-{len(imgs) // 2}", symmetrize=False)
         with timer("inference"):
@@ -264,17 +262,8 @@ def run_demo(args) -> Path:
                                dtype=_dtype(args))
         if not is_main_process():
             return out_dir
-        with timer("write"):
-            out_dir.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-            try:
-                save_realtime_outputs(output, tmp)
-                if out_dir.exists():
-                    shutil.rmtree(out_dir)
-                os.replace(tmp, out_dir)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+        with timer("write"), atomic_folder(out_dir) as tmp:
+            save_realtime_outputs(output, tmp)
         n = len(imgs)
     else:
         if streaming:

@@ -145,10 +145,12 @@ class PairCache:
         from monst3r.pipeline import _flow_model
 
         keys = [self._key(x, y) for x, y in pairs]
-        need = []
+        need, seen = [], set()  # unordered pairs without a cached flow, in first-seen orientation
         for k in keys:
-            if k not in self.flows and k[::-1] not in self.flows and k not in need and k[::-1] not in need:
+            u = tuple(sorted(k))
+            if u not in seen and k not in self.flows and k[::-1] not in self.flows:
                 need.append(k)
+            seen.add(u)
         self.computed_flows += len(need)
         self.reused_flows += len({tuple(sorted(k)) for k in keys}) - len(need)
         if need:

@@ -41,3 +41,15 @@ def demo_frames() -> Path:
             pytest.fail(f"demo frames not found at {path}")
         pytest.skip(f"demo frames not found at {path}")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test with one torch thread (stable timings and numerics on a shared 2-core machine); modules opt in
+    with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

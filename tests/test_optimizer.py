@@ -23,6 +23,7 @@ from monst3r.cloud_opt.init_im_poses import (estimate_focal_knowing_depth, minim
 from monst3r.cloud_opt.losses import depth_regularization_si_weighted, relative_pose_loss, smooth_l1_masked
 from monst3r.cloud_opt.motion_mask import ego_flow, motion_masks_from_pairs
 from monst3r.utils.geometry import c2w_to_tumpose, signed_log1p
+from traj_helpers import umeyama
 
 RUNS = dict(a="a_noflow_nosmooth", b="b_demo_selfmask", c="c_demo_gtmask", d="d_demo_selfmask_nonbatch",
             e="e_window_wise", f="f_known_poses_noflow")
@@ -105,12 +106,7 @@ def G(golden):
     return _CACHE[("golden", folder)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _init(name):
@@ -120,21 +116,9 @@ def _init(name):
 # ------------------------------------------------------------------------------------------------------------
 # metrics (evo convention: Sim(3) Umeyama on camera centres, RPE over consecutive frames, RMSE)
 # ------------------------------------------------------------------------------------------------------------
-def _umeyama(src, dst):
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_s, dst - mu_d
-    U, D, Vt = np.linalg.svd(xd.T @ xs / len(src))
-    S = np.eye(3)
-    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
-        S[2, 2] = -1
-    R = U @ S @ Vt
-    s = np.trace(np.diag(D) @ S) / ((xs ** 2).sum() / len(src))
-    return s, R, mu_d - s * R @ mu_s
-
-
 def traj_metrics(pred, gt):
     pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
-    s, R, t = _umeyama(pred[:, :3, 3], gt[:, :3, 3])
+    s, R, t = umeyama(pred[:, :3, 3], gt[:, :3, 3])
     al = pred.copy()
     al[:, :3, :3] = R @ pred[:, :3, :3]
     al[:, :3, 3] = (s * (R @ pred[:, :3, 3].T)).T + t

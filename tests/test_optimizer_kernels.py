@@ -16,12 +16,7 @@ from monst3r.cloud_opt.postprocess import _clean_confidences_loop, clean_confide
 from monst3r.datasets.synthetic import SyntheticScene
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _close(a, b, rtol=1e-5, what=""):

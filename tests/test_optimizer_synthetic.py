@@ -10,6 +10,7 @@ import torch
 
 from monst3r.cloud_opt import GlobalAlignerMode, feed_forward_reconstruction, global_aligner
 from monst3r.datasets.synthetic import SyntheticScene
+from traj_helpers import ate
 
 DEMO = dict(shared_focal=True, temporal_smoothing_weight=0.01, translation_weight=1.0, flow_loss_weight=0.01,
             flow_loss_start_epoch=0.1, flow_loss_thre=25, use_self_mask=True, sam2_mask_refine=False,
@@ -17,12 +18,7 @@ DEMO = dict(shared_focal=True, temporal_smoothing_weight=0.01, translation_weigh
 RUN = dict(init="mst", niter=300, schedule="linear", lr=0.01)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_scene(n=8, seed=1, objs=2, static=False, noise=0.01, W=64, H=48, strides=(1, 2, 3), gt_masks=False):
@@ -34,22 +30,6 @@ def make_scene(n=8, seed=1, objs=2, static=False, noise=0.01, W=64, H=48, stride
     fij = torch.tensor(np.stack([sc.flow(i, j)[0] for i, j in pairs])).permute(0, 3, 1, 2)
     fji = torch.tensor(np.stack([sc.flow(j, i)[0] for i, j in pairs])).permute(0, 3, 1, 2)
     return sc, out, (fij, fji)
-
-
-def ate(pred, gt):
-    """ATE after Sim(3) Umeyama alignment of the camera centres."""
-    src, dst = np.asarray(pred, np.float64)[:, :3, 3], np.asarray(gt, np.float64)[:, :3, 3]
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_s, dst - mu_d
-    U, D, Vt = np.linalg.svd(xd.T @ xs / len(src))
-    S = np.eye(3)
-    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
-        S[2, 2] = -1
-    R = U @ S @ Vt
-    var = (xs ** 2).sum() / len(src)
-    s = np.trace(np.diag(D) @ S) / var if var > 0 else 1.0
-    al = (s * (R @ src.T)).T + (mu_d - s * R @ mu_s)
-    return float(np.sqrt(((al - dst) ** 2).sum(1).mean()))
 
 
 def rot_err_deg(pred, gt):

@@ -13,17 +13,12 @@ from monst3r.errors import Monst3rInputError
 from monst3r.pipeline import StageTimer, reconstruct
 from monst3r.streaming import reconstruct_streaming, stream_chunks
 from monst3r.utils.memtrack import TensorMemoryTracker
-from test_optimizer_synthetic import ate
+from traj_helpers import ate
 
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def oracle(sc: SyntheticScene, noise: float = 0.01):

@@ -61,9 +61,7 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -734,15 +732,14 @@ def write_scene(scene: SyntheticScene, out: Union[str, os.PathLike], overwrite: 
     from PIL import Image
 
     from monst3r.eval.trajectory import write_tum
+    from monst3r.io import atomic_folder
 
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise Monst3rInputError(f"output path {out} exists and is not a folder: choose another --out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise Monst3rInputError(f"output folder {out} exists and is not empty: pass --overwrite or choose another")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         (tmp / "depth").mkdir()
         (tmp / "dynamic_masks").mkdir()
         files = []
@@ -761,12 +758,6 @@ def write_scene(scene: SyntheticScene, out: Union[str, os.PathLike], overwrite: 
                 "conventions": "c2w poses, OpenCV axes (x right, y down, z forward); depth = camera z; "
                                "principal point (W/2, H/2); pixel centres at integer coordinates"}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
