@@ -3,7 +3,11 @@
 Files (optimizer.md 12.1, cli.md 4.2), N frames:
 
 ==============================  ====================================================================
-``pred_traj.txt``               N lines ``t x y z qw qx qy qz`` (c2w; t = 0.0, 1.0, ...; Python float repr)
+``pred_traj.txt``               N lines ``t x y z qw qx qy qz`` (c2w; t = 0.0, 1.0, ...; Python float repr):
+                                the original's layout, quaternion w FIRST (what its evaluation reads)
+``pred_traj_tum.txt``           the same poses in standard TUM, ``t tx ty tz qx qy qz qw`` (w LAST, qw >= 0, a
+                                ``#`` header): what evo / TUM tools read (ours; absent in the original's folders).
+                                Layouts: :mod:`monst3r.trajectory_io`
 ``pred_intrinsics.txt``         N lines, K row-major, ``%.6f``
 ``pred_focal.txt``              N lines ``%.6f`` (the evaluation's extra file; optional)
 ``frame_%04d.npy``              depth ``[H, W]`` float32
@@ -41,11 +45,12 @@ import numpy as np
 
 from monst3r.errors import Monst3rInputError
 from monst3r.result import Reconstruction
-from monst3r.utils.geometry import c2w_to_tumpose, tum_to_pose_matrix
+from monst3r.trajectory_io import format_trajectory, read_trajectory, write_trajectory
 
 log = logging.getLogger(__name__)
 
 TRAJ_FILE = "pred_traj.txt"
+TRAJ_TUM_FILE = "pred_traj_tum.txt"
 INTRINSICS_FILE = "pred_intrinsics.txt"
 FOCAL_FILE = "pred_focal.txt"
 DEPTH_PATTERN = "frame_{:04d}.npy"
@@ -57,33 +62,27 @@ ENLARGED_MASK_PATTERN = "enlarged_dynamic_mask_{}.png"
 GIF_FILE = "_depth_maps.gif"
 GLB_FILE = "scene.glb"
 META_FILE = "monst3r_meta.json"
+#: files of our result folders that the original's folders do not have
+EXTRA_FILES = (TRAJ_TUM_FILE, META_FILE)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # single-file writers (also used by the scene's save_* methods)
 # ----------------------------------------------------------------------------------------------------------
 def format_tum_lines(poses: np.ndarray, timestamps: Sequence[float] | None = None) -> str:
-    """Text of a TUM trajectory: per pose ``t x y z qw qx qy qz`` with Python's shortest float repr."""
-    poses = np.asarray(poses)
-    ts = np.arange(len(poses), dtype=np.float64) if timestamps is None else np.asarray(timestamps, np.float64)
-    lines = []
-    for t, pose in zip(ts, poses):
-        row = c2w_to_tumpose(np.asarray(pose, dtype=np.float64))
-        lines.append(" ".join(repr(float(v)) for v in (t, *row)))
-    return "".join(line + "\n" for line in lines)
+    """Text of ``pred_traj.txt``: per pose ``t x y z qw qx qy qz`` (w-first) with Python's shortest float repr."""
+    return format_trajectory(poses, "pred_traj", timestamps)
 
 
 def write_tum_poses(poses: np.ndarray, path) -> None:
-    """``pred_traj.txt`` from c2w poses ``[N, 4, 4]``."""
+    """``pred_traj.txt`` (the original's w-first layout) from c2w poses ``[N, 4, 4]``."""
     Path(path).write_text(format_tum_lines(poses))
 
 
 def read_tum_poses(path) -> tuple[np.ndarray, np.ndarray]:
-    """(c2w ``[N, 4, 4]`` float64, timestamps ``[N]``) from a TUM file (q and -q give the same matrix)."""
-    rows = np.loadtxt(path, ndmin=2, dtype=np.float64)
-    if rows.shape[1] != 8:
-        raise Monst3rInputError(f"{path}: expected 8 numbers per line (t x y z qw qx qy qz), got {rows.shape[1]}")
-    return np.stack([tum_to_pose_matrix(r[1:]) for r in rows]), rows[:, 0]
+    """(c2w ``[N, 4, 4]`` float64, timestamps ``[N]``) from a ``pred_traj.txt`` (w-first layout; q and -q give
+    the same matrix). A standard (w-last) TUM file is read with ``read_trajectory(path, "tum")``."""
+    return read_trajectory(path, "pred_traj")
 
 
 def write_intrinsics(K: np.ndarray, path) -> None:
@@ -169,7 +168,7 @@ def write_depth_gif(depths, path, duration_ms: int = 100) -> None:
 # the folder
 # ----------------------------------------------------------------------------------------------------------
 _OWN_PATTERNS = [re.compile(p) for p in (
-    r"pred_traj\.txt", r"pred_intrinsics\.txt", r"pred_focal\.txt", r"frame_\d+\.(npy|png)", r"conf_\d+\.npy",
+    r"pred_traj\.txt", r"pred_traj_tum\.txt", r"pred_intrinsics\.txt", r"pred_focal\.txt", r"frame_\d+\.(npy|png)", r"conf_\d+\.npy",
     r"init_conf_\d+\.npy", r"(enlarged_)?dynamic_mask_\d+\.png", r"_depth_maps\.gif", r"scene\.glb",
     re.escape(META_FILE))]
 
@@ -218,6 +217,7 @@ def save_result(result: Reconstruction, folder, *, glb: bool = True, depth_gif: 
     tmp.mkdir()
     try:
         write_tum_poses(result.poses, tmp / TRAJ_FILE)
+        write_trajectory(tmp / TRAJ_TUM_FILE, result.poses, "tum")
         write_intrinsics(result.intrinsics, tmp / INTRINSICS_FILE)
         if focal_file:
             write_focals(result.focals, tmp / FOCAL_FILE)
@@ -288,12 +288,31 @@ def _read_rgb(path: Path) -> np.ndarray:
     return im[..., ::-1].astype(np.float32) / 255
 
 
+def read_result_poses(folder) -> np.ndarray:
+    """Camera-to-world ``[N, 4, 4]`` of a result folder: ``pred_traj.txt`` read as the original's w-first layout,
+    or, in a folder without it, ``pred_traj_tum.txt`` read as standard TUM. When both are present they must
+    agree (a hand-edited or foreign file in one of them is an error, never silently preferred)."""
+    folder = Path(folder)
+    wfirst, tum = folder / TRAJ_FILE, folder / TRAJ_TUM_FILE
+    if not folder.is_dir():
+        raise Monst3rInputError(f"{folder} is not a folder: give a result folder (with {TRAJ_FILE})")
+    if not wfirst.is_file() and not tum.is_file():
+        raise Monst3rInputError(f"{folder} is not a result folder ({TRAJ_FILE} missing)")
+    poses = read_trajectory(wfirst, "pred_traj")[0] if wfirst.is_file() else None
+    if tum.is_file():
+        poses_tum = read_trajectory(tum, "tum")[0]
+        if poses is None:
+            return poses_tum
+        if poses_tum.shape != poses.shape or not np.allclose(poses_tum, poses, atol=1e-5):
+            raise Monst3rInputError(f"{folder}: {TRAJ_FILE} (w-first) and {TRAJ_TUM_FILE} (standard TUM) hold "
+                                    f"different poses; delete the one that was not written by MonST3R")
+    return poses
+
+
 def load_result(folder) -> Reconstruction:
     """Read a result folder written by :func:`save_result` or by the original MonST3R."""
     folder = Path(folder)
-    if not (folder / TRAJ_FILE).is_file():
-        raise Monst3rInputError(f"{folder} is not a result folder ({TRAJ_FILE} missing)")
-    poses, _ = read_tum_poses(folder / TRAJ_FILE)
+    poses = read_result_poses(folder)
     n = len(poses)
     depth_files = _indexed(folder, r"frame_(\d+)\.npy")
     if len(depth_files) < n:

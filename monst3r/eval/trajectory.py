@@ -8,7 +8,8 @@ Formats (evaluation spec §4):
 
 * ``pred_traj.txt`` (what the optimizer writes, :func:`save_pred_traj` / :func:`load_pred_traj`): one line per
   frame ``"<t> <x> <y> <z> <qw> <qx> <qy> <qz>"``, numbers written with Python ``str()`` of float64.
-  WARNING: the quaternion is w-first, unlike standard TUM files.
+  WARNING: the quaternion is w-first, unlike standard TUM files (the result folder also holds the same poses in
+  standard TUM as ``pred_traj_tum.txt``; both layouts are described in :mod:`monst3r.trajectory_io`).
 * standard TUM (:func:`write_tum` / :func:`read_tum`): ``"t tx ty tz qx qy qz qw"`` (w-last), ``#`` comments.
 * ``replica`` (ScanNet ``pose_90.txt``, :func:`read_replica`): 12 or 16 numbers per line, a row-major 3x4 / 4x4
   camera-to-world matrix; timestamps ``0..N-1``.
@@ -18,7 +19,9 @@ Formats (evaluation spec §4):
   alignment).
 
 :func:`load_traj` dispatches on the format name exactly like the original evaluation (``tum``/``tartanair``,
-``replica``, ``sintel``) and applies ``[skip::stride]`` then ``[:num_frames]``.
+``replica``, ``sintel``; plus ``pred_traj`` for a w-first file such as another run's ``pred_traj.txt``) and
+applies ``[skip::stride]`` then ``[:num_frames]``. The layout is always named by the caller, never guessed from
+the numbers.
 """
 from __future__ import annotations
 
@@ -185,8 +188,9 @@ def load_traj(path: PathLike, traj_format: str = "sintel", stride: int = 1, skip
     """Load a GT trajectory like the original ``load_traj``.
 
     Args:
-        path: a file (``tum``/``tartanair``/``replica``) or a folder of ``.cam`` files (``sintel``).
-        traj_format: ``'tum'``, ``'tartanair'``, ``'replica'`` or ``'sintel'``.
+        path: a file (``tum``/``tartanair``/``replica``/``pred_traj``) or a folder of ``.cam`` files (``sintel``).
+        traj_format: ``'tum'`` (w-last), ``'tartanair'``, ``'replica'``, ``'sintel'`` or ``'pred_traj'``
+            (w-first, the original's ``pred_traj.txt``).
         stride, skip, num_frames: applied as ``[skip::stride][:num_frames]``.
     Returns:
         rows ``[N, 7]`` (``x y z qw qx qy qz``) and timestamps (``[N]``; ``[N, 1]`` for Sintel).
@@ -197,8 +201,11 @@ def load_traj(path: PathLike, traj_format: str = "sintel", stride: int = 1, skip
         rows, stamps = read_replica(path)
     elif traj_format == "sintel":
         rows, stamps = read_sintel_cam_folder(path)
+    elif traj_format == "pred_traj":
+        rows, stamps = load_pred_traj(path)
     else:
-        raise ValueError(f"unknown trajectory format {traj_format!r} (use tum, tartanair, replica or sintel)")
+        raise ValueError(f"unknown trajectory format {traj_format!r} (use tum, tartanair, replica, sintel or "
+                         "pred_traj)")
     rows, stamps = rows[skip::stride], stamps[skip::stride]
     if num_frames is not None:
         rows, stamps = rows[:num_frames], stamps[:num_frames]
