@@ -43,16 +43,20 @@ def build_app(args):
             flow_w, flow_start, flow_thr, fps, num_frames):
         a = copy.copy(args)
         a.input = _stage_inputs(files)
+        staged = a.input if os.path.basename(str(a.input)).startswith("monst3r_gui_") else None
         a.seq_name = seq_name or "NULL"
         a.scenegraph_type, a.winsize, a.refid = scenegraph_type, int(winsize), int(refid)
         a.niter, a.schedule, a.min_conf_thr = int(niter), schedule, float(min_conf_thr)
         a.temporal_smoothing_weight, a.translation_weight, a.shared_focal = float(tsw), float(tw), bool(shared_focal)
         a.flow_loss_weight, a.flow_loss_start_iter, a.flow_loss_threshold = float(flow_w), float(flow_start), float(flow_thr)
         a.fps, a.num_frames = float(fps), int(num_frames)
-        try:
+        try:  # run_demo validates every setting and writes through monst3r.io.result_folder (user files kept)
             out = run_demo(a)
         except Monst3rInputError as exc:
             raise gr.Error(str(exc))
+        finally:
+            if staged:  # our own copy of the uploads (tempfile.mkdtemp above), never the user's files
+                shutil.rmtree(staged, ignore_errors=True)
         frames = sorted(Path(out).glob("frame_*.png"))
         glb = Path(out) / "scene.glb"
         return (str(glb) if glb.exists() else None), [str(f) for f in frames]
