@@ -42,7 +42,7 @@ class _OneLineParser(argparse.ArgumentParser):
 def get_parser() -> argparse.ArgumentParser:
     from monst3r.pipeline import DEFAULT_MODEL_NAME, DEFAULT_WEIGHTS
 
-    p = _OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = _OneLineParser(prog="demo.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                        allow_abbrev=False)
     io = p.add_argument_group("input / output")
     io.add_argument("--input", "--input_dir", dest="input", default=None, nargs="+",
