@@ -534,6 +534,26 @@ def discard_result(folder, legacy: _Legacy = RESULT_LEGACY) -> None:
         folder.rmdir()
 
 
+@contextlib.contextmanager
+def atomic_file(path):
+    """One file replaced atomically: yields a temporary path next to ``path`` (same suffix) to write; on success it
+    is renamed over ``path`` (a symbolic link at ``path`` is replaced, never written through), on error removed.
+    For writers that add files one at a time to a folder shared with other processes (the depth evaluation:
+    its images are split across ranks, so no single process can swap the folder) and single metric files."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        raise Monst3rInputError(f"{path} is a folder; cannot write a file there (move it away)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.stem}.monst3r-part-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_result_files(result: Reconstruction, folder, *, glb: bool = True, depth_gif: bool = True,
                        focal_file: bool = False, enlarge_kernel: int = 3, min_conf_thr: float = 1.1,
                        glb_kwargs: dict | None = None, mask_source: str = "used") -> Path:
