@@ -71,7 +71,7 @@ def build_app(args):
             winsize = gr.Slider(1, 20, value=5, step=1, label="Window size")
             refid = gr.Slider(0, 200, value=0, step=1, label="Reference id")
         with gr.Row():
-            niter = gr.Number(value=300, precision=0, minimum=0, maximum=5000, label="num_iterations")
+            niter = gr.Number(value=300, precision=0, minimum=1, maximum=5000, label="num_iterations")
             schedule = gr.Dropdown(["linear", "cosine"], value="linear", label="schedule")
             min_conf_thr = gr.Slider(0, 20, value=1.1, step=0.01, label="min_conf_thr")
             tsw = gr.Slider(0, 0.1, value=0.01, step=0.001, label="temporal_smoothing_weight")
@@ -82,7 +82,7 @@ def build_app(args):
             flow_start = gr.Slider(0, 1, value=0.1, step=0.01, label="Flow Loss Start Iter")
             flow_thr = gr.Slider(0, 100, value=25, step=1, label="Flow Loss Threshold")
             fps = gr.Slider(0, 60, value=0, step=1, label="FPS")
-            num_frames = gr.Slider(0, 200, value=100, step=1, label="Num Frames")
+            num_frames = gr.Slider(1, 200, value=100, step=1, label="Num Frames")
         btn = gr.Button("Run")
         model3d = gr.Model3D(label="scene")
         gallery = gr.Gallery(label="frames", columns=4)

@@ -195,9 +195,17 @@ class _Legacy:
     """What counts as ours in a folder without a manifest: top-level file names (regexes) and sub-folders whose
     files (one level, regexes) are ours."""
 
-    def __init__(self, files: Sequence[str], dirs: dict[str, Sequence[str]] | None = None):
+    def __init__(self, files: Sequence[str], dirs: dict[str, Sequence[str]] | None = None,
+                 signature: Sequence[str] = ()):
         self.files = [re.compile(p) for p in files]
         self.dirs = {k: [re.compile(p) for p in v] for k, v in (dirs or {}).items()}
+        self.signature = tuple(signature)  # a folder without any of these regular files is not an old result
+
+    def is_result(self, folder: Path) -> bool:
+        return any((folder / n).is_file() and not (folder / n).is_symlink() for n in self.signature)
+
+    def matches(self, name: str) -> bool:
+        return any(p.fullmatch(name) for p in self.files) or name in self.dirs
 
 
 RESULT_LEGACY = _Legacy(
@@ -207,7 +215,8 @@ RESULT_LEGACY = _Legacy(
            # real-time files (optimizer.md 10.2) and the two-frame motion-mask files (monst3r.two_frame.FILES)
            r"(pts3d|conf)[12]_p\d+\.npy", r"img[12]_p\d+\.png",
            r"dynamic_mask(_binary|_bw)?\.png", r"dynamic_mask(_bw)?\.npy", r"(forward|backward)_flow\.(npy|png)"),
-    dirs={"ply": [r"frame_\d+\.ply"], "colmap": [r"(cameras|images|points3D)\.txt"]})
+    dirs={"ply": [r"frame_\d+\.ply"], "colmap": [r"(cameras|images|points3D)\.txt"]},
+    signature=(TRAJ_FILE, INTRINSICS_FILE, META_FILE, "pts3d1_p0.npy", "conf1_p0.npy"))
 
 
 def _is_result_file(name: str) -> bool:
@@ -282,6 +291,8 @@ def _owned(folder: Path, legacy: _Legacy) -> set[str]:
         files, dirs = _walk(folder)
         return set(files) | {d + "/" for d in dirs}
     owned = set()
+    if not legacy.is_result(folder):  # not a result folder at all: nothing in it is ours
+        return owned
     with os.scandir(folder) as it:
         for e in it:
             if e.is_symlink():
@@ -418,6 +429,11 @@ def check_result_target(folder, legacy: _Legacy = RESULT_LEGACY, flag: str = "--
         except OSError as exc:
             raise Monst3rInputError(f"cannot replace the previous result in {folder}: {exc.strerror or exc}; "
                                     f"make it writable or choose another {flag}") from None
+        if not (folder / MANIFEST_FILE).is_file() and not legacy.is_result(folder):
+            clash = sorted(e.name for e in os.scandir(folder) if legacy.matches(e.name))
+            if clash:
+                raise Monst3rInputError(f"{folder} exists, was not written by monst3r and holds {clash[0]}, a name "
+                                        f"the result would use: choose another {flag} (nothing is overwritten)")
         stuck = [e.name for e in os.scandir(folder) if _immutable(e.path)] + \
             ([folder.name] if _immutable(str(folder)) else [])
         if stuck:

@@ -439,3 +439,26 @@ def test_depth_evaluation_files_never_write_through_links(world):
     assert not (folder / "00000depth.npy").is_symlink() and np.load(folder / "00000depth.npy").shape == (4, 5)
     assert _names(folder) == {"notes.md", "00000depth.npy", "00000depth.png"}
     check_world(world)
+
+
+def test_foreign_folder_with_result_names_is_refused_before_work(world, frames, capsys):
+    """A folder the user made (no manifest, no result signature) holding their own frame_0000.png: nothing in it
+    is ours, so nothing may be overwritten -- refused before the work."""
+    seq = world["out"] / "seq"
+    seq.mkdir()
+    (seq / "frame_0000.png").write_bytes(b"user's picture")
+    (seq / "readme.txt").write_text("r")
+    rc, _, err = run_main(["--input", *frames[:3], *base("/nonexistent/w.pth", world["out"])], capsys)
+    one_line_error(rc, err, "was not written by monst3r")
+    assert (seq / "frame_0000.png").read_bytes() == b"user's picture" and _names(seq) == {"frame_0000.png",
+                                                                                         "readme.txt"}
+    check_world(world)
+    # a folder of the original (no manifest, but its pred_traj.txt): its result files are replaced
+    (seq / "frame_0000.png").unlink()
+    with io.result_folder(seq) as tmp:
+        (tmp / "pred_traj.txt").write_text("ours")
+    (seq / io.MANIFEST_FILE).unlink()  # as if the original had written it
+    (seq / "frame_0007.png").write_bytes(b"old result")
+    with io.result_folder(seq) as tmp:
+        (tmp / "pred_traj.txt").write_text("new")
+    assert _names(seq) == {"pred_traj.txt", "readme.txt", io.MANIFEST_FILE}

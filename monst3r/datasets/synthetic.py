@@ -727,7 +727,8 @@ def _scene_legacy():
 
     # what a scene folder written before manifests existed holds (the layout of the module docstring)
     return _Legacy(files=(r"\d{5}\.png", r"poses\.npy", r"intrinsics\.npy", r"gt_traj\.txt", r"meta\.json"),
-                   dirs={"depth": [r"\d{5}\.npy"], "dynamic_masks": [r"\d{5}\.png"]})
+                   dirs={"depth": [r"\d{5}\.npy"], "dynamic_masks": [r"\d{5}\.png"]},
+                   signature=("meta.json", "gt_traj.txt"))
 
 
 def write_scene(scene: SyntheticScene, out: Union[str, os.PathLike], overwrite: bool = False) -> Path:
