@@ -221,7 +221,11 @@ def validate_args(args) -> Path:
                                       ("--prev_output_dir", args.prev_output_dir is not None),
                                       ("--dynamic_masks", args.dynamic_masks is not None),
                                       ("--use_gt_mask", args.use_gt_mask),
-                                      ("--use_gt_davis_masks", args.use_gt_davis_masks)) if on]
+                                      ("--use_gt_davis_masks", args.use_gt_davis_masks),
+                                      ("--not_batchify", getattr(args, "not_batchify", False)),
+                                      ("--flow_weights", getattr(args, "flow_weights", None) is not None),
+                                      ("--sam2_checkpoint", getattr(args, "sam2_checkpoint", None) is not None))
+                if on]
         if used:
             raise Monst3rInputError(f"{used[0]} is not used by --real_time (feed-forward pointmaps only, no "
                                     "optimisation, no exports): drop one of the two")
@@ -232,6 +236,17 @@ def validate_args(args) -> Path:
     if args.use_gt_davis_masks and (args.seq_name in (None, "NULL") or args.dynamic_masks):
         raise Monst3rInputError("--use_gt_davis_masks reads data/davis/DAVIS/masked_images/480p/<seq_name>: give "
                                 "--seq_name <DAVIS sequence> (and no --dynamic_masks)")
+    if getattr(args, "flow_weights", None) is not None and float(args.flow_loss_weight) == 0:
+        raise Monst3rInputError("--flow_weights is not used with --flow_loss_weight 0 (no optical flow): drop one")
+    sam2_ckpt = getattr(args, "sam2_checkpoint", None)
+    if sam2_ckpt is not None:
+        if getattr(args, "no_sam2", False):
+            raise Monst3rInputError("--sam2_checkpoint and --no_sam2 contradict each other: drop one")
+        from third_party.sam2_adapter import resolve_sam2_checkpoint
+
+        if not resolve_sam2_checkpoint(sam2_ckpt).is_file():
+            raise Monst3rInputError(f"--sam2_checkpoint {sam2_ckpt} does not exist (bash data/download_ckpt.sh "
+                                    "fetches the default one; or pass --no_sam2)")
     parse_export(args.export)
     parse_intrinsics(args.intrinsics)
     return result_dir(args.output_dir, args.seq_name)

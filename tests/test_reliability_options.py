@@ -97,6 +97,10 @@ CASES = {
     "rt_intrinsics": (["--real_time", "--intrinsics", "150"], "--intrinsics is not used by --real_time"),
     "rt_masks": (["--real_time", "--dynamic_masks", "{files}/masks"], "--dynamic_masks is not used by"),
     "rt_window": (["--real_time", "--window_wise"], "--window_wise is not used by --real_time"),
+    "rt_not_batchify": (["--real_time", "--not_batchify"], "--not_batchify is not used by --real_time"),
+    "flow_weights_unused": (["--flow_loss_weight", "0", "--flow_weights", "{files}/k_ok.txt"], "not used with"),
+    "sam2_missing": (["--sam2_checkpoint", "/nonexistent/sam2.pt"], "--sam2_checkpoint"),
+    "sam2_and_no_sam2": (["--sam2_checkpoint", "{files}/k_ok.txt", "--no_sam2"], "contradict"),
     "prev_without_mode": (["--prev_output_dir", "{frames}"], "only used with --window_wise or --streaming"),
     "davis_without_seq": (["--use_gt_davis_masks", "--seq_name", "NULL"], "--seq_name <DAVIS sequence>"),
     # --input forms
