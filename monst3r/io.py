@@ -377,7 +377,10 @@ def recover_stale(folder, legacy: _Legacy = RESULT_LEGACY) -> None:
                 break
     for _, p in stale:
         log.info("removing %s left by an interrupted run", p)
-        _retire(p, folder, legacy)
+        try:
+            _retire(p, folder, legacy)
+        except OSError as exc:
+            log.warning("could not clean up %s (left by an interrupted run): %s", p, exc)
 
 
 def _immutable(path: str) -> bool:
@@ -434,7 +437,7 @@ def check_result_target(folder, legacy: _Legacy = RESULT_LEGACY, flag: str = "--
             if clash:
                 raise Monst3rInputError(f"{folder} exists, was not written by monst3r and holds {clash[0]}, a name "
                                         f"the result would use: choose another {flag} (nothing is overwritten)")
-        stuck = [e.name for e in os.scandir(folder) if _immutable(e.path)] + \
+        stuck = [rel for rel in sum(_walk(folder), []) if _immutable(str(folder / rel))] + \
             ([folder.name] if _immutable(str(folder)) else [])
         if stuck:
             raise Monst3rInputError(f"cannot replace the previous result in {folder}: {', '.join(stuck[:3])} "
@@ -485,16 +488,20 @@ def _commit(tmp: Path, folder: Path, legacy: _Legacy, writer: str) -> None:
     os.unlink(tmp / _TMP_MARKER)
     if _exchange(tmp, folder):
         _test_pause("swapped")
-        _retire(tmp, folder, legacy)  # tmp now holds the previous run's files only
-        return
-    old = _sibling(folder, "old")
-    os.rename(folder, old)
-    try:
-        os.rename(tmp, folder)
-    except BaseException:
-        os.rename(old, folder)
-        raise
-    _retire(old, folder, legacy)
+        retired = tmp  # now holds the previous run's files only
+    else:
+        retired = _sibling(folder, "old")
+        os.rename(folder, retired)
+        try:
+            os.rename(tmp, folder)
+        except BaseException:
+            os.rename(retired, folder)
+            raise
+    try:  # the new result is in place: failing to empty the retired copy is a warning (the next run retries)
+        _retire(retired, folder, legacy)
+    except OSError as exc:
+        log.warning("the new result is in %s, but the previous one's copy %s could not be removed: %s", folder,
+                    retired, exc)
 
 
 @contextlib.contextmanager

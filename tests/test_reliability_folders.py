@@ -275,12 +275,14 @@ def _chattr(flag, path):
     return subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
 
 
-@pytest.mark.parametrize("what", ["old_result", "old_result_file", "output_dir"])
+@pytest.mark.parametrize("what", ["old_result", "old_result_file", "old_result_nested_file", "output_dir"])
 def test_immutable_targets_fail_before_work(world, frames, capsys, what):
     seq = world["out"] / "seq"
-    seq.mkdir()
+    (seq / "ply").mkdir(parents=True)
     (seq / "pred_traj.txt").write_text("old")
-    target = {"old_result": seq, "old_result_file": seq / "pred_traj.txt", "output_dir": world["out"]}[what]
+    (seq / "ply" / "frame_0000.ply").write_text("old ply")
+    target = {"old_result": seq, "old_result_file": seq / "pred_traj.txt", "output_dir": world["out"],
+              "old_result_nested_file": seq / "ply" / "frame_0000.ply"}[what]
     if not _chattr("+i", target):
         pytest.skip("chattr +i does not work in this sandbox")
     try:
