@@ -404,6 +404,9 @@ def check_result_target(folder, legacy: _Legacy = RESULT_LEGACY, flag: str = "--
     parent can be created and written, a previous result can be replaced (writable, not immutable). Also cleans
     up the leftovers of killed runs (:func:`recover_stale`). Raises :class:`Monst3rInputError` (one line)."""
     folder = Path(folder)
+    if folder.name in ("", ".", "..") or os.path.normpath(str(folder)) in (".", "..", "/"):
+        raise Monst3rInputError(f"{str(folder)!r} is not a result folder name (it names the current folder, a "
+                                f"parent or the root): give a new or earlier result folder, e.g. {flag} myrun")
     parent = folder.parent if str(folder.parent) else Path(".")
     what = f"the result folder {folder}"
     if folder.is_symlink():

@@ -464,3 +464,15 @@ def test_foreign_folder_with_result_names_is_refused_before_work(world, frames, 
     with io.result_folder(seq) as tmp:
         (tmp / "pred_traj.txt").write_text("new")
     assert _names(seq) == {"pred_traj.txt", "readme.txt", io.MANIFEST_FILE}
+
+
+@pytest.mark.parametrize("out", [".", "..", "sub/..", "/"])
+def test_synthetic_cli_refuses_current_parent_or_root(world, out, monkeypatch, capsys):
+    from monst3r.datasets.synthetic import main as synth_main
+
+    monkeypatch.chdir(world["out"])
+    assert synth_main(["--out", out, "--frames", "2", "--size", "64x48", "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+    check_world(world)
+    assert _names(world["out"]) == {"out_sentinel.txt"}
