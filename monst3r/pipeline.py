@@ -266,6 +266,17 @@ def check_inputs(src, args) -> None:
                 raise Monst3rInputError(f"--input got {len(src)} paths and {p} is a video: {accepted}")
             if not str(p).lower().endswith(IMAGE_EXTS):
                 raise Monst3rInputError(f"--input {p} is not an image ({', '.join(IMAGE_EXTS)}): {accepted}")
+    prev = getattr(args, "prev_output_dir", None)
+    if prev is not None:
+        from monst3r.io import INTRINSICS_FILE, TRAJ_FILE
+
+        if not os.path.isdir(prev):
+            raise Monst3rInputError(f"--prev_output_dir {prev} is not a folder: give the previous window's result "
+                                    "folder")
+        missing = [n for n in (TRAJ_FILE, INTRINSICS_FILE) if not os.path.isfile(os.path.join(prev, n))]
+        if missing:
+            raise Monst3rInputError(f"--prev_output_dir {prev} is not a result folder ({missing[0]} missing): give "
+                                    "the previous window's result folder")
     if args.dynamic_masks is not None:
         if not os.path.isdir(args.dynamic_masks):
             raise Monst3rInputError(f"--dynamic_masks {args.dynamic_masks} is not a folder (give the folder of "
@@ -436,8 +447,15 @@ def run_demo(args) -> Path:
         if (args.window_wise or streaming) and args.prev_output_dir:
             from monst3r.io import load_prev_video_results
 
-            prev = load_prev_video_results(args.prev_output_dir, int(args.window_size * args.window_overlap_ratio),
-                                           args.prev_output_index)
+            try:
+                prev = load_prev_video_results(args.prev_output_dir,
+                                               int(args.window_size * args.window_overlap_ratio),
+                                               args.prev_output_index)
+            except Monst3rInputError:
+                raise
+            except (OSError, ValueError, IndexError) as exc:  # unreadable / malformed files of that folder
+                raise Monst3rInputError(f"--prev_output_dir {args.prev_output_dir}: cannot read the previous "
+                                        f"result ({exc}); give a result folder written by this demo") from None
             imgs = list(prev["imgs"])
         imgs = load_images(src, size=args.image_size, verbose=not args.silent, dynamic_mask_root=mask_root,
                            fps=args.fps, num_frames=args.num_frames, imgs=imgs)

@@ -50,6 +50,13 @@ def files(tmp_path_factory, frames):
         w.write(cv2.imread(str(p)))
     w.release()
     (d / "masks").mkdir()
+    bad = d / "bad_prev"  # a result folder with malformed files
+    bad.mkdir()
+    (bad / "pred_traj.txt").write_text("0 0 0 nonsense\n")
+    (bad / "pred_intrinsics.txt").write_text("1 2 3\n")
+    for k in range(3):
+        (bad / f"frame_{k:04d}.png").write_bytes((frames / f"{k:05d}.png").read_bytes())
+        np.save(bad / f"frame_{k:04d}.npy", np.ones((96, 128), np.float32))
     return d
 
 
@@ -101,6 +108,13 @@ CASES = {
     "flow_weights_unused": (["--flow_loss_weight", "0", "--flow_weights", "{files}/k_ok.txt"], "not used with"),
     "sam2_missing": (["--sam2_checkpoint", "/nonexistent/sam2.pt"], "--sam2_checkpoint"),
     "sam2_and_no_sam2": (["--sam2_checkpoint", "{files}/k_ok.txt", "--no_sam2"], "contradict"),
+    "prev_missing": (["--window_wise", "--prev_output_dir", "/nonexistent/prev"], "is not a folder"),
+    "prev_not_a_result": (["--window_wise", "--prev_output_dir", "{files}"], "is not a result folder"),
+    "prev_malformed": (["--streaming", "--window_size", "3", "--prev_output_dir", "{files}/bad_prev"],
+                       "cannot read the previous result"),
+    "input_not_an_image": (["--input", "{frames}/00000.png", "{files}/k_ok.txt"], "is not an image"),
+    "server_port": (["--server_port", "70000"], "--server_port"),
+    "window_size_1": (["--window_size", "1", "--window_wise"], "--window_size"),
     "prev_without_mode": (["--prev_output_dir", "{frames}"], "only used with --window_wise or --streaming"),
     "davis_without_seq": (["--use_gt_davis_masks", "--seq_name", "NULL"], "--seq_name <DAVIS sequence>"),
     # --input forms
