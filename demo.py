@@ -9,6 +9,11 @@
 
 Defaults are those of the original's non-interactive run. The result folder keeps the original's file names;
 view it with ``python viser/visualizer_monst3r.py --data <output_dir>/<seq_name>``.
+
+The result folder appears complete or not at all (built in a hidden sibling and swapped in); a re-run replaces the
+files the previous run wrote and keeps every other file in it; nothing outside it is touched (the original's
+two-frame extras, written into --output_dir, are written inside the result folder). Every option is checked
+before any work; a mistake is one line ``error: ...`` and exit status 2.
 """
 from __future__ import annotations
 
@@ -27,20 +32,29 @@ def str2bool(v: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean, got {v!r}")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse errors as the project's one line ``error: ...`` (exit 2), without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def get_parser() -> argparse.ArgumentParser:
     from monst3r.pipeline import DEFAULT_MODEL_NAME, DEFAULT_WEIGHTS
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                allow_abbrev=False)
+    p = _OneLineParser(prog="demo.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       allow_abbrev=False)
     io = p.add_argument_group("input / output")
     io.add_argument("--input", "--input_dir", dest="input", default=None, nargs="+",
                     help="folder of frames, a video file, or image files; without it the Gradio GUI starts")
     io.add_argument("--output_dir", default="./demo_tmp", help="parent folder of the result (default ./demo_tmp)")
-    io.add_argument("--seq_name", default="NULL", help="result sub-folder name (default NULL)")
+    io.add_argument("--seq_name", default="NULL", help="result folder name inside --output_dir (default NULL); a re-run replaces the files the "
+                         "previous run wrote there and keeps any other file")
     io.add_argument("--image_size", type=int, default=512, choices=[512, 224])
     io.add_argument("--fps", type=float, default=0, help="video sampling rate (0 = every frame)")
     io.add_argument("--num_frames", type=int, default=200, help="maximum frames read from a video")
-    io.add_argument("--export", default=None, help="extra formats, comma separated: ply,colmap")
+    io.add_argument("--export", default=None, help="extra formats, comma separated: ply,colmap (written into the result folder; not with "
+                         "--real_time)")
     io.add_argument("--silent", action="store_true")
     m = p.add_argument_group("model")
     m.add_argument("--weights", default=DEFAULT_WEIGHTS, help="local .pth or model folder (used when it exists)")
@@ -69,7 +83,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="masks from data/davis/DAVIS/masked_images/480p/<seq_name>")
     o.add_argument("--dynamic_masks", default=None, help="folder of per-frame masks (same file names as the frames)")
     o.add_argument("--intrinsics", default=None,
-                   help="known intrinsics at the working resolution, held fixed: 'f', 'fx,fy,cx,cy' or a K file")
+                   help="known intrinsics at the working resolution, held fixed: 'f', 'fx,fy,cx,cy' or a K file "
+                        "(finite positive numbers; not with --real_time or two frames, which do not optimise)")
     o.add_argument("--no_sam2", action="store_true", help="skip SAM2 refinement of the dynamic masks")
     o.add_argument("--sam2_checkpoint", default=None)
     md = p.add_argument_group("modes")
@@ -92,8 +107,22 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the write in progress is undone (the previous result stays), exit 143."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None) -> int:
+    import signal
+
     args = get_parser().parse_args(argv)
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (main() called from a thread): keep the default
+        pass
     logging.basicConfig(level=logging.WARNING if args.silent else logging.INFO, format="%(message)s")
     if args.silent:
         import os
@@ -120,9 +149,10 @@ def main(argv=None) -> int:
     except Monst3rInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'}; nothing was written (a previous "
+              "result is left as it was)", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 if __name__ == "__main__":

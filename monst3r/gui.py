@@ -43,16 +43,20 @@ def build_app(args):
             flow_w, flow_start, flow_thr, fps, num_frames):
         a = copy.copy(args)
         a.input = _stage_inputs(files)
+        staged = a.input if os.path.basename(str(a.input)).startswith("monst3r_gui_") else None
         a.seq_name = seq_name or "NULL"
         a.scenegraph_type, a.winsize, a.refid = scenegraph_type, int(winsize), int(refid)
         a.niter, a.schedule, a.min_conf_thr = int(niter), schedule, float(min_conf_thr)
         a.temporal_smoothing_weight, a.translation_weight, a.shared_focal = float(tsw), float(tw), bool(shared_focal)
         a.flow_loss_weight, a.flow_loss_start_iter, a.flow_loss_threshold = float(flow_w), float(flow_start), float(flow_thr)
         a.fps, a.num_frames = float(fps), int(num_frames)
-        try:
+        try:  # run_demo validates every setting and writes through monst3r.io.result_folder (user files kept)
             out = run_demo(a)
         except Monst3rInputError as exc:
             raise gr.Error(str(exc))
+        finally:
+            if staged:  # our own copy of the uploads (tempfile.mkdtemp above), never the user's files
+                shutil.rmtree(staged, ignore_errors=True)
         frames = sorted(Path(out).glob("frame_*.png"))
         glb = Path(out) / "scene.glb"
         return (str(glb) if glb.exists() else None), [str(f) for f in frames]
@@ -67,7 +71,7 @@ def build_app(args):
             winsize = gr.Slider(1, 20, value=5, step=1, label="Window size")
             refid = gr.Slider(0, 200, value=0, step=1, label="Reference id")
         with gr.Row():
-            niter = gr.Number(value=300, precision=0, minimum=0, maximum=5000, label="num_iterations")
+            niter = gr.Number(value=300, precision=0, minimum=1, maximum=5000, label="num_iterations")
             schedule = gr.Dropdown(["linear", "cosine"], value="linear", label="schedule")
             min_conf_thr = gr.Slider(0, 20, value=1.1, step=0.01, label="min_conf_thr")
             tsw = gr.Slider(0, 0.1, value=0.01, step=0.001, label="temporal_smoothing_weight")
@@ -78,7 +82,7 @@ def build_app(args):
             flow_start = gr.Slider(0, 1, value=0.1, step=0.01, label="Flow Loss Start Iter")
             flow_thr = gr.Slider(0, 100, value=25, step=1, label="Flow Loss Threshold")
             fps = gr.Slider(0, 60, value=0, step=1, label="FPS")
-            num_frames = gr.Slider(0, 200, value=100, step=1, label="Num Frames")
+            num_frames = gr.Slider(1, 200, value=100, step=1, label="Num Frames")
         btn = gr.Button("Run")
         model3d = gr.Model3D(label="scene")
         gallery = gr.Gallery(label="frames", columns=4)

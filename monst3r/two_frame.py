@@ -2,7 +2,10 @@
 
 With exactly two frames the demo has no optimisation (``PairViewer``); the original then also compares the optical
 flow of classic RAFT (``raft-things``, 20 iterations, both directions) with the flow the reconstructed depths and
-cameras imply for a static scene, and writes the result next to the sequence folder, in ``--output_dir`` itself:
+cameras imply for a static scene. The original writes the files next to the sequence folder, in ``--output_dir``
+itself (optimizer.md 7.2). Deliberate difference: we write them INSIDE the result folder ``<output_dir>/<seq_name>``
+(``monst3r.pipeline.two_frame_extras``), because the project rule is that nothing outside the result folder is ever
+touched, and so that they are part of the one atomic write and replaced by a re-run:
 
     dynamic_mask.png         JET colour map of the min-max normalised forward error
     dynamic_mask_binary.png  normalised forward error > 0.35 (0/255)
@@ -48,6 +51,10 @@ def two_frame_motion_mask(result, flow_model, threshold: float = 0.35, iters: in
 
     if result.n_frames != 2 or result.frame_shape(0) != result.frame_shape(1):
         raise ValueError("the two-frame motion mask needs exactly two frames of one size")
+    K_np = np.asarray(result.intrinsics, np.float64)
+    if not (np.isfinite(K_np).all() and np.isfinite(np.asarray(result.poses)).all()
+            and (K_np[:, 0, 0] > 0).all() and (K_np[:, 1, 1] > 0).all()):
+        raise ValueError("the pair gave degenerate cameras (zero or non-finite focal length)")
     dev = next((p.device for p in flow_model.parameters()), torch.device("cpu"))
     rgb = torch.as_tensor(np.asarray(result.rgb), dtype=torch.float32, device=dev)  # [2, H, W, 3]
     img = rgb.permute(0, 3, 1, 2) * 255

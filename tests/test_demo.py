@@ -258,4 +258,5 @@ def test_demo_two_frames(frames, tmp_path, golden):
         assert "two-frame motion mask files skipped" in r.stdout and "download_ckpt.sh" in r.stdout
         assert sorted(p.name for p in tmp_path.iterdir()) == ["pair"]
     else:
-        assert (tmp_path / "dynamic_mask_binary.png").exists()
+        assert (tmp_path / "pair" / "dynamic_mask_binary.png").exists()  # inside the result folder (ours)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["pair"]

@@ -425,7 +425,7 @@ def test_result_folder_matches_original_manifest(G, faithful_runs, tmp_path):
         net._im_conf.copy_(saved["c"])
     files = {p.name for p in folder.iterdir()}
     expected = {k for k in manifest if not k.startswith("__")}
-    assert expected <= files and files - expected == set(io.EXTRA_FILES)
+    assert expected <= files and files - expected == set(io.EXTRA_FILES)  # our extra files
     for name in ("pred_traj.txt", "pred_intrinsics.txt", "pred_focal.txt"):
         ours, ref = (folder / name).read_text(), manifest[name]["text"]
         assert len(ours.splitlines()) == len(ref.splitlines())

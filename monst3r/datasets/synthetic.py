@@ -722,24 +722,37 @@ class SyntheticScene:
 # --------------------------------------------------------------------------------------------- writing
 
 
+def _scene_legacy():
+    from monst3r.io import _Legacy
+
+    # what a scene folder written before manifests existed holds (the layout of the module docstring)
+    return _Legacy(files=(r"\d{5}\.png", r"poses\.npy", r"intrinsics\.npy", r"gt_traj\.txt", r"meta\.json"),
+                   dirs={"depth": [r"\d{5}\.npy"], "dynamic_masks": [r"\d{5}\.png"]},
+                   signature=("meta.json", "gt_traj.txt"))
+
+
 def write_scene(scene: SyntheticScene, out: Union[str, os.PathLike], overwrite: bool = False) -> Path:
     """Write frames and ground truth into ``out`` (layout in the module docstring).
 
-    The folder is assembled in a temporary sibling and renamed at the end, so an error leaves nothing
-    half-written. Raises :class:`Monst3rInputError` if ``out`` is a file, or a non-empty folder and not
-    ``overwrite``.
+    Written through :func:`monst3r.io.result_folder` (the project's one write policy): assembled in a temporary
+    sibling and swapped in at the end, so an error leaves nothing half-written; with ``overwrite`` the files a
+    previous scene wrote are replaced and any other file in ``out`` is kept. Raises :class:`Monst3rInputError`
+    if ``out`` is a file or a link, or a non-empty folder and not ``overwrite``.
     """
     from PIL import Image
 
     from monst3r.eval.trajectory import write_tum
-    from monst3r.io import atomic_folder
+    from monst3r.io import result_folder
 
     out = Path(out).expanduser()
+    if out.is_symlink():
+        raise Monst3rInputError(f"output path {out} is a symbolic link: results are never written through links; "
+                                "choose another --out")
     if out.exists() and not out.is_dir():
         raise Monst3rInputError(f"output path {out} exists and is not a folder: choose another --out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise Monst3rInputError(f"output folder {out} exists and is not empty: pass --overwrite or choose another")
-    with atomic_folder(out) as tmp:
+    with result_folder(out, legacy=_scene_legacy(), writer="monst3r.datasets.synthetic", flag="--out") as tmp:
         (tmp / "depth").mkdir()
         (tmp / "dynamic_masks").mkdir()
         files = []

@@ -91,11 +91,19 @@ def predict_depth(image_path: str, model: torch.nn.Module, device: torch.device,
 def _save_depth(depth: np.ndarray, folder: Path, image_path: str) -> None:
     import cv2
 
+    from monst3r.io import atomic_file
+
+    # the images of one folder are split across ranks, so the folder cannot be swapped whole as the other
+    # writers do (monst3r.io.result_folder): each file is replaced atomically instead (never half-written, never
+    # written through a symbolic link), and nothing else in the folder is touched
     npy_name, png_name = depth_file_names(image_path)
-    np.save(folder / npy_name, depth)
+    with atomic_file(folder / npy_name) as tmp:
+        np.save(tmp, depth)
     lo, hi = float(np.min(depth)), float(np.max(depth))
     norm = (depth - lo) / (hi - lo) if hi > lo else np.zeros_like(depth)
-    cv2.imwrite(str(folder / png_name), (norm * 255).astype(np.uint8))
+    with atomic_file(folder / png_name) as tmp:
+        if not cv2.imwrite(str(tmp), (norm * 255).astype(np.uint8)):
+            raise OSError(f"cannot write {folder / png_name}")
 
 
 def run_depth_evaluation(args: argparse.Namespace, model: torch.nn.Module, device: torch.device) -> dict:

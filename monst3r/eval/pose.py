@@ -37,7 +37,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -292,7 +291,7 @@ def evaluate_sequence(args: argparse.Namespace, info: EvalDataset, root: str, se
     """Reconstruct and score one sequence; errors are recorded in the returned record, never raised (except
     ``KeyboardInterrupt``)."""
     from monst3r.eval.trajectory import load_pred_traj
-    from monst3r.io import TRAJ_FILE, save_result
+    from monst3r.io import TRAJ_FILE, discard_result, save_result
 
     start = time.perf_counter()
     metric_file = save_dir / f"{seq}_eval_metric.txt"
@@ -310,8 +309,9 @@ def evaluate_sequence(args: argparse.Namespace, info: EvalDataset, root: str, se
             return rec
         if metric_file.exists():
             metric_file.unlink()  # never report a stale number
-        if out_dir.exists():
-            shutil.rmtree(out_dir)  # nor leave stale depth maps for the video-depth evaluation
+        # nor leave stale depth maps for the video-depth evaluation: remove the files an earlier run wrote (only
+        # those; anything else in the folder is the user's and stays -- monst3r.io write policy)
+        discard_result(out_dir)
         stride = int(args.pose_eval_stride)
         frames = list_frames(info.sequence_dir(root, seq), stride)
         rec.n_frames = len(frames)

@@ -238,8 +238,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(format_table(result))
     pred_dir = args.pred_dir or os.path.join(args.eval_data_root, get_dataset(args.eval_dataset).video_depth_dir)
     out = Path(args.output) if args.output else Path(pred_dir) / "_video_depth_metrics.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result.to_json(), indent=1, ensure_ascii=False))
+    try:
+        from monst3r.io import atomic_file
+
+        with atomic_file(out) as tmp:  # complete or not at all; a link at `out` is replaced, not followed
+            tmp.write_text(json.dumps(result.to_json(), indent=1, ensure_ascii=False))
+    except (OSError, Monst3rInputError) as exc:
+        print(f"error: cannot write {out}: {getattr(exc, 'strerror', None) or exc}; choose another --output",
+              file=sys.stderr)
+        return 2
     print(f"metrics written to {out}")
     return 0
 
