@@ -133,17 +133,17 @@ def load_any(folder) -> Reconstruction:
     :class:`Monst3rInputError` with a one-line message, so the viewer scripts print ``error: ...`` and exit 2.
     Non-finite depth values are not an error: those points are dropped when the scene is built.
     """
-    from monst3r.io import load_result
-
     folder = Path(folder)
     if not folder.exists():
         raise Monst3rInputError(f"{folder} does not exist: {_HINT}")
     if not folder.is_dir():
         raise Monst3rInputError(f"{folder} is a file, not a result folder: {_HINT}")
+    from monst3r.io import load_result  # imports torch: after the cheap checks
+
     try:
         res = load_result(folder)
     except Monst3rInputError as exc:
-        raise Monst3rInputError(f"{_one_line(exc)} ({_HINT}, or re-run demo.py to rewrite it)") from None
+        raise Monst3rInputError(f"{_one_line(exc)}; {_HINT}") from None
     except Exception as exc:  # a malformed file makes numpy/scipy/PIL raise their own errors: one line instead
         raise Monst3rInputError(f"cannot read the result folder {folder}: {type(exc).__name__}: {_one_line(exc)} "
                                 f"(re-run demo.py to rewrite it)") from None

@@ -49,27 +49,27 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from monst3r.errors import Monst3rInputError
+    from monst3r.viewer import load_any, scene_scale
 
     try:
-        import viser
-    except ImportError:
-        print("error: the viewer needs the 'viser' package: pip install -r requirements-optional.txt", file=sys.stderr)
-        return 2
-    from monst3r.viewer import add_playback_gui, build_scene, load_any, scene_scale, serve
-
-    try:
-        if args.scene_scale != "auto":
+        scale = args.scene_scale
+        if scale != "auto":
             try:
-                scale = float(args.scene_scale)
+                scale = float(scale)
             except ValueError:
                 scale = float("nan")
             scene_scale(None, None, scale)  # validates: a positive number
-        else:
-            scale = "auto"
-        res = load_any(args.data)
+        res = load_any(args.data)  # before importing viser: a bad folder fails fast
     except Monst3rInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        import viser
+    except ImportError:
+        print("error: the viewer needs the 'viser' package: pip install -r requirements.txt", file=sys.stderr)
+        return 2
+    from monst3r.viewer import add_playback_gui, build_scene, serve
+
     server = viser.ViserServer(host=args.host, port=args.port, verbose=False)
     try:
         nodes, _ = build_scene(server, res, conf_thre=args.conf_thre, fg_conf_thre=args.fg_conf_thre,
@@ -83,7 +83,8 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     step, _ = add_playback_gui(server, nodes, fps=args.fps)
-    print(f"viewer: {len(nodes)} frames from {args.data} at http://{args.host}:{server.get_port()} (Ctrl-C to stop)")
+    print(f"viewer: {len(nodes)} frames from {args.data} at http://{args.host}:{server.get_port()} "
+          f"(scene scale {server.monst3r_scene_scale:g}; Ctrl-C to stop)", flush=True)
     return serve(server, step, args.exit_after_build)
 
 

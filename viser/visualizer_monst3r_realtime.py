@@ -135,11 +135,6 @@ def main(argv=None) -> int:
     from monst3r.errors import Monst3rInputError
 
     try:
-        import viser
-    except ImportError:
-        print("error: the viewer needs the 'viser' package (pip install viser)", file=sys.stderr)
-        return 2
-    try:
         scale = args.scene_scale
         if scale != "auto":
             try:
@@ -153,6 +148,11 @@ def main(argv=None) -> int:
     except Monst3rInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        import viser
+    except ImportError:
+        print("error: the viewer needs the 'viser' package (pip install viser)", file=sys.stderr)
+        return 2
     from monst3r.viewer import add_playback_gui, serve
 
     server = viser.ViserServer(host=args.host, port=args.port, verbose=False)
@@ -165,7 +165,8 @@ def main(argv=None) -> int:
     with server.gui.add_folder("Scene"):
         server.gui.add_text("Scene scale", initial_value=f"1 unit = {scale:g} result units", disabled=True)
     step, _ = add_playback_gui(server, nodes, fps=args.fps)
-    print(f"viewer: {len(nodes)} frames from {args.data_path} at http://{args.host}:{server.get_port()}")
+    print(f"viewer: {len(nodes)} frames from {args.data_path} at http://{args.host}:{server.get_port()} "
+          f"(scene scale {scale:g})", flush=True)
     return serve(server, step, args.exit_after_build)
 
 
