@@ -34,6 +34,20 @@ from monst3r.result import Reconstruction
 
 logger = logging.getLogger("monst3r.viewer")
 
+
+def show_viewer_log() -> None:
+    """The viewer scripts print this module's notes and warnings (one line each, on stderr)."""
+    import sys
+
+    if not any(getattr(h, "_monst3r_viewer", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._monst3r_viewer = True
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 #: typical scene sizes (result units) inside this range are shown unscaled (``scene_scale('auto')`` = 1)
 UNSCALED_RANGE = (1e-2, 1e2)
 #: points further than this from the origin after scaling are treated as non-finite (float32 is ~3.4e38)
@@ -154,7 +168,7 @@ def load_any(folder) -> Reconstruction:
         raise Monst3rInputError(f"cannot read the result folder {folder}: {where} (re-run demo.py to rewrite "
                                 f"it)") from None
     for w in caught:
-        logger.warning("viewer: %s", _one_line(w.message))
+        logger.warning("warning: %s", _one_line(w.message))
     check_result(res, folder)
     return res
 
@@ -276,7 +290,7 @@ def build_scene(server, res: Reconstruction, *, conf_thre: float = 0.1, fg_conf_
     poses = recentered_poses(res.poses[:n], recenter)
     s = scene_scale(res, poses, scale, n)
     if s != 1.0:
-        logger.warning("viewer: coordinates divided by %g (typical scene size outside %g..%g result units; "
+        logger.info("note: coordinates divided by %g (typical scene size outside %g..%g result units; "
                        "--scene_scale 1 keeps them)", s, *UNSCALED_RANGE)
     server.monst3r_scene_scale = s
     server.scene.set_up_direction("-y")
@@ -306,7 +320,7 @@ def build_scene(server, res: Reconstruction, *, conf_thre: float = 0.1, fg_conf_
         statics.append(pts.static_xyz)
         static_rgb.append(pts.static_rgb)
     if dropped:
-        logger.warning("viewer: dropped %d points with non-finite coordinates in %d of %d frames", dropped,
+        logger.warning("warning: dropped %d points with non-finite coordinates in %d of %d frames", dropped,
                        dropped_frames, n)
     _set_initial_view(server, res, poses, n, s)
     bg = server.scene.add_point_cloud("/frames/background", points=np.concatenate(statics) if statics else

@@ -150,7 +150,7 @@ def test_nonfinite_points_are_dropped_with_one_warning(recon, caplog):
     with caplog.at_level("WARNING", logger="monst3r.viewer"):
         clouds, cams, s = _sent(bad, no_mask=True)
     lines = [r.getMessage() for r in caplog.records if "non-finite" in r.getMessage()]
-    assert lines == [f"viewer: dropped {2 * 64 + 1} points with non-finite coordinates in 2 of 4 frames"]
+    assert lines == [f"warning: dropped {2 * 64 + 1} points with non-finite coordinates in 2 of 4 frames"]
     assert all(np.isfinite(c).all() for c in clouds.values())
     assert len(clouds["/frames/t0/points"]) == 48 * 64 - 128 and len(clouds["/frames/t3/points"]) == 48 * 64 - 1
     assert np.isfinite(cams).all() and s == 1.0
@@ -174,3 +174,31 @@ def test_check_result_rejects_undrawable_results(recon):
     bad_k.intrinsics[3, 0, 0] = 0
     with pytest.raises(Monst3rInputError, match="invalid intrinsics .* frames 3"):
         check_result(bad_k)
+
+
+def test_realtime_frames_of_any_scale_and_nonfinite_points(tmp_path, caplog):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "visualizer_monst3r_realtime", Path(__file__).resolve().parents[1] / "viser" / "visualizer_monst3r_realtime.py")
+    rt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rt)
+    rng = np.random.default_rng(0)
+    xyz = rng.normal(size=(2, 6, 8, 3))  # typical distance from the centre ~1.5 (x 1e6 below)
+    for b in range(2):
+        a = np.concatenate([xyz[b] * 1e6 + 5e6, rng.random((6, 8, 3))], -1).astype(np.float64)
+        if b == 1:
+            a[0, :3, 0] = np.nan
+        np.save(tmp_path / f"pts3d2_p{b}.npy", a)
+    with caplog.at_level("INFO", logger="monst3r.viewer"):
+        frames, s = rt.load_frames(tmp_path)
+    assert s == 1e6
+    assert [len(f[0]) for f in frames] == [48, 45]
+    for pts, rgb in frames:
+        assert pts.dtype == np.float32 and np.isfinite(pts).all() and np.abs(pts).max() < F16_MAX
+        assert rgb.dtype == np.uint8 and len(rgb) == len(pts)
+    good = np.concatenate([xyz[0].reshape(-1, 3), xyz[1].reshape(-1, 3)[3:]])
+    np.testing.assert_allclose(frames[0][0], xyz[0].reshape(-1, 3) - good.mean(0), atol=1e-5)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "warning: dropped 3 points with non-finite coordinates in 1 of 2 frames"]

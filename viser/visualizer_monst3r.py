@@ -49,6 +49,9 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from monst3r.errors import Monst3rInputError
+    from monst3r.viewer import show_viewer_log
+
+    show_viewer_log()
     from monst3r.viewer import load_any, scene_scale
 
     try:

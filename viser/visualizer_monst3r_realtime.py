@@ -92,7 +92,7 @@ def load_frames(path: Path, head2: bool = True, conf_thre: float = 1.0, max_fram
         dropped_frames += bool((m & ~finite).any())
         kept.append((xyz, rgb, m & finite))
     if dropped:
-        logger.warning("viewer: dropped %d points with non-finite coordinates in %d of %d frames", dropped,
+        logger.warning("warning: dropped %d points with non-finite coordinates in %d of %d frames", dropped,
                        dropped_frames, len(frames))
     shown = [xyz[m] for xyz, _, m in kept]
     allpts = np.concatenate(shown) if shown else np.zeros((0, 3))
@@ -105,7 +105,7 @@ def load_frames(path: Path, head2: bool = True, conf_thre: float = 1.0, max_fram
         scale = float(10.0 ** round(math.log10(typical))) if ok else 1.0
     scale = float(scale)
     if scale != 1.0:
-        logger.warning("viewer: coordinates divided by %g (typical scene size outside %g..%g units)", scale,
+        logger.info("note: coordinates divided by %g (typical scene size outside %g..%g units)", scale,
                        *UNSCALED_RANGE)
     out = []
     for xyz, rgb, m in kept:
@@ -133,6 +133,9 @@ def main(argv=None) -> int:
     p.add_argument("--exit_after_build", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     from monst3r.errors import Monst3rInputError
+    from monst3r.viewer import show_viewer_log
+
+    show_viewer_log()
 
     try:
         scale = args.scene_scale
