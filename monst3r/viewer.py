@@ -167,8 +167,8 @@ def load_any(folder) -> Reconstruction:
         where = f"{culprit[0]}: {culprit[1]}" if culprit else f"{type(exc).__name__}: {_one_line(exc)}"
         raise Monst3rInputError(f"cannot read the result folder {folder}: {where} (re-run demo.py to rewrite "
                                 f"it)") from None
-    for w in caught:
-        logger.warning("warning: %s", _one_line(w.message))
+    for text in dict.fromkeys(_one_line(w.message) for w in caught):  # each distinct one once
+        logger.warning("warning: %s", text)
     check_result(res, folder)
     return res
 
@@ -236,6 +236,19 @@ def check_result(res: Reconstruction, folder="the result") -> None:
     if bad:
         raise Monst3rInputError(f"{folder}: depth maps frame_<i>.npy must be [H, W] arrays; frames "
                                 f"{_frames_text(bad)} are not (shape {np.shape(res.depths[bad[0]])})")
+
+
+def parse_scene_scale(text: str) -> Union[str, float]:
+    """``--scene_scale``: ``"auto"`` or a positive number (else :class:`Monst3rInputError`)."""
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise Monst3rInputError(f"--scene_scale must be 'auto' or a positive number, got {text!r}")
+    return value
 
 
 def scene_scale(res: Reconstruction, poses: np.ndarray, mode: Union[str, float] = "auto", n: Optional[int] = None

@@ -52,16 +52,10 @@ def main(argv=None) -> int:
     from monst3r.viewer import show_viewer_log
 
     show_viewer_log()
-    from monst3r.viewer import load_any, scene_scale
+    from monst3r.viewer import load_any, parse_scene_scale
 
     try:
-        scale = args.scene_scale
-        if scale != "auto":
-            try:
-                scale = float(scale)
-            except ValueError:
-                scale = float("nan")
-            scene_scale(None, None, scale)  # validates: a positive number
+        scale = parse_scene_scale(args.scene_scale)
         res = load_any(args.data)  # before importing viser: a bad folder fails fast
     except Monst3rInputError as exc:
         print(f"error: {exc}", file=sys.stderr)

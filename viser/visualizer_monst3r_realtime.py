@@ -133,19 +133,12 @@ def main(argv=None) -> int:
     p.add_argument("--exit_after_build", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     from monst3r.errors import Monst3rInputError
-    from monst3r.viewer import show_viewer_log
+    from monst3r.viewer import parse_scene_scale, show_viewer_log
 
     show_viewer_log()
 
     try:
-        scale = args.scene_scale
-        if scale != "auto":
-            try:
-                scale = float(scale)
-            except ValueError:
-                scale = float("nan")
-            if not (np.isfinite(scale) and scale > 0):
-                raise Monst3rInputError(f"--scene_scale must be 'auto' or a positive number, got {args.scene_scale!r}")
+        scale = parse_scene_scale(args.scene_scale)
         frames, scale = load_frames(args.data_path, args.head2, args.conf_thre, args.max_frames,
                                     args.downsample_factor, scale)
     except Monst3rInputError as exc:
