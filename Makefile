@@ -1,22 +1,42 @@
-# `make test`: create .venv (Python 3.11) when missing, install the requirements, run the test suite.
+# `make test`: create .venv (Python 3.11) when missing, install the runtime + test requirements (and Debian's chromium
+#   when root), run the whole test suite: the same tests as CI (.ci/run = `CI=true make test`). Only the golden
+#   tests can skip, when ../shared/golden is absent (CI turns that into a failure). `make test ALLOW_SKIP=1` does not
+#   require chromium (its browser tests then skip).
 # `make demo`: same environment, then run the demo on the embedded synthetic sequence.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the one sam2 pin (requirements-optional.txt): pure Python (no CUDA extension), built against the installed torch
+SAM2_REQ := $(shell grep -E '^sam2' requirements-optional.txt)
 
-.PHONY: test demo venv bench clean
+.PHONY: test demo venv bench clean test-prereqs
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-test.txt requirements-optional.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements-test.txt "setuptools>=70.1"
+	SAM2_BUILD_CUDA=0 $(PY) -m pip install -q --no-build-isolation "$(SAM2_REQ)"
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $(STAMP)
 
+ifeq ($(ALLOW_SKIP),1)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+else
+test: $(STAMP) test-prereqs
+	$(PY) -m pytest -q tests
+endif
+
+# system packages pip cannot install: Debian's chromium for the browser tests (viewer, GUI). Installed here when
+# missing and possible (root with apt-get, as on CI); otherwise stop before the long run and say what to do.
+test-prereqs:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && echo "installing Debian's chromium (browser tests)" && \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null 2>&1; } || \
+	{ echo "error: the browser tests (viewer, GUI) need Debian's chromium: apt-get install chromium," \
+	       "or run 'make test ALLOW_SKIP=1' to skip them" >&2; exit 2; }
 
 DEMO_INPUT := demo_tmp/synthetic_input
 SEARAFT := third_party/RAFT/models/Tartan-C-T-TSKH-spring540x960-M

@@ -2,8 +2,10 @@
 
 Starts ``viser/visualizer_monst3r.py`` on a free loopback port on a result folder (ground-truth geometry of a
 synthetic scene written by ``save_result``), waits for the scene, screenshots it, checks that the 3-D view is
-not blank and that the timeline control exists, then stops the server. ``MONST3R_SAVE_SCREENSHOT=path`` keeps
-the screenshot (how docs/viewer.png was made).
+not blank and that the timeline control exists, then stops the server. The same scene multiplied by 1e6
+(coordinates beyond float16, which viser's default point clouds overflowed into a blank view) must render too,
+with its scale factor shown in the GUI. ``MONST3R_SAVE_SCREENSHOT=path`` keeps the screenshot of the ordinary
+scene (how docs/viewer.png was made).
 """
 import os
 import shutil
@@ -26,23 +28,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def result_folder(tmp_path_factory):
+@pytest.fixture(scope="module", params=[1.0, 1e6], ids=["unit_scale", "coords_1e6"])
+def result_folder(tmp_path_factory, request):
     from monst3r.datasets.synthetic import SceneConfig, SyntheticScene
     from monst3r.io import save_result
     from monst3r.result import Reconstruction
 
     scene = SyntheticScene(SceneConfig(width=192, height=128, num_frames=6, seed=2))
     fr = scene.frames()
-    res = Reconstruction(poses=np.stack([f.pose for f in fr]), intrinsics=np.stack([f.intrinsics for f in fr]),
-                         depths=np.stack([f.depth for f in fr]), confs=np.full((6, 128, 192), 5.0, np.float32),
+    factor = request.param
+    poses = np.stack([f.pose for f in fr]).astype(np.float64)
+    poses[:, :3, 3] *= factor
+    res = Reconstruction(poses=poses, intrinsics=np.stack([f.intrinsics for f in fr]),
+                         depths=np.stack([f.depth for f in fr]).astype(np.float64) * factor, confs=np.full((6, 128, 192), 5.0, np.float32),
                          init_confs=np.full((6, 128, 192), 5.0, np.float32),
                          dynamic_masks=np.stack([f.dynamic_mask for f in fr]),
                          rgb=np.stack([f.rgb for f in fr]).astype(np.float32) / 255)
-    return save_result(res, tmp_path_factory.mktemp("res") / "synthetic", glb=False, depth_gif=False)
+    folder = save_result(res, tmp_path_factory.mktemp("res") / "synthetic", glb=False, depth_gif=False)
+    assert factor == 1.0 or np.load(folder / "frame_0000.npy").max() > 65504  # beyond float16 on disk
+    return folder, factor
 
 
 def test_viewer_renders_in_headless_chromium(result_folder):
+    result_folder, factor = result_folder
     if CHROMIUM is None or not pytest.importorskip("playwright"):
         if os.environ.get("CI"):
             pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
@@ -69,6 +77,8 @@ def test_viewer_renders_in_headless_chromium(result_folder):
             page.goto(f"http://127.0.0.1:{port}/")
             page.get_by_text("Timestep").first.wait_for(timeout=60000)
             assert page.get_by_text("Playing").count() >= 1
+            assert page.get_by_text("Scene scale").count() == 1  # viser's label is not tied to its input: by value
+            scale_text = page.locator("input[value^='1 unit = ']").input_value(timeout=10000)
             page.wait_for_timeout(4000)
             png = page.screenshot()
             browser.close()
@@ -79,7 +89,8 @@ def test_viewer_renders_in_headless_chromium(result_folder):
         img = np.asarray(PIL.Image.open(io.BytesIO(png)).convert("L"), dtype=np.float64)
         view = img[200:, 100:900]  # the 3-D canvas, away from the GUI panel and the notification
         assert view.std() > 5.0, f"3-D view looks blank (std {view.std():.2f})"
-        if os.environ.get("MONST3R_SAVE_SCREENSHOT"):
+        assert scale_text == ("1 unit = 1 result units" if factor == 1.0 else "1 unit = 1e+07 result units")
+        if os.environ.get("MONST3R_SAVE_SCREENSHOT") and factor == 1.0:
             Path(os.environ["MONST3R_SAVE_SCREENSHOT"]).write_bytes(png)
     finally:
         srv.terminate()

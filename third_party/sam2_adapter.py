@@ -18,6 +18,7 @@ import contextlib
 import importlib
 import importlib.util
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -119,22 +120,26 @@ def _float32_memory_hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> 
     return args, kwargs
 
 
-def build_video_predictor(config: str, checkpoint: Union[str, Path], device: Union[str, torch.device],
-                          legacy: bool = True) -> Any:
+def build_video_predictor(config: str, checkpoint: Union[str, Path, None], device: Union[str, torch.device],
+                          legacy: bool = True, hydra_overrides: Sequence[str] = ()) -> Any:
     """Build a SAM2 video predictor from the PyPI package.
 
     Args:
         config: config name inside the package, e.g. ``configs/sam2.1/sam2.1_hiera_l.yaml``.
-        checkpoint: the ``.pt`` weights.
+        checkpoint: the ``.pt`` weights (sam2's format: ``{"model": state_dict}``); None keeps the random
+            initialisation (tests).
         device: compute device.
         legacy: use ``sam2.sam2_video_predictor_legacy.SAM2VideoPredictor`` (what MonST3R's copy is based on).
+        hydra_overrides: extra config overrides, e.g. ``["++model.image_size=128"]`` (tests: a small model input).
     """
     from sam2.build_sam import build_sam2_video_predictor
 
     device = torch.device(device)
     # sam2 >= 1.1 ships the pre-rewrite predictor as a separate "legacy" module; 1.0's default class is that one
     extra = [_LEGACY_OVERRIDE] if legacy and importlib.util.find_spec(_PREDICTOR_MODULES[1]) is not None else []
-    predictor = build_sam2_video_predictor(config, str(checkpoint), device=device, hydra_overrides_extra=extra)
+    extra += list(hydra_overrides)
+    predictor = build_sam2_video_predictor(config, None if checkpoint is None else str(checkpoint), device=device,
+                                           hydra_overrides_extra=extra)
     if device.type != "cuda":
         predictor.memory_attention.register_forward_pre_hook(_float32_memory_hook, with_kwargs=True)
     logger.info("built SAM2 video predictor from %s on %s", checkpoint, device)
@@ -177,15 +182,22 @@ def two_pass_refine(predictor: Any, frames: torch.Tensor, masks: Sequence[torch.
     with tensor_video_loader():
         state = predictor.init_state(video_path=frames)
     results: List[Optional[np.ndarray]] = [None] * n
-    for prompt_parity in (1, 0):
-        predictor.reset_state(state)
-        for k in range(prompt_parity, n, 2):
-            predictor.add_new_mask(state, frame_idx=k, obj_id=obj_id, mask=masks[k].to(frames.device))
-        for frame_idx, obj_ids, mask_logits in predictor.propagate_in_video(state, start_frame_idx=0):
-            if frame_idx % 2 == prompt_parity:
-                continue
-            idx = list(obj_ids).index(obj_id)
-            results[frame_idx] = (mask_logits[idx] > 0.0).cpu().numpy()[0]
+    if getattr(predictor, "fill_hole_area", 0) > 0 and importlib.util.find_spec("sam2._C") is None:
+        logger.info("SAM2 small-hole filling skipped: the optional compiled extension sam2._C is not installed")
+    with warnings.catch_warnings():
+        # Without the optional compiled extension ``sam2._C`` (the PyPI wheel built with SAM2_BUILD_CUDA=0) sam2
+        # skips its small-hole filling (``fill_hole_area=8``) with a long multi-line warning; the original does the
+        # same and prints it. We log one line instead (above); the masks are the same.
+        warnings.filterwarnings("ignore", message=r"(?s).*Skipping the post-processing step")
+        for prompt_parity in (1, 0):
+            predictor.reset_state(state)
+            for k in range(prompt_parity, n, 2):
+                predictor.add_new_mask(state, frame_idx=k, obj_id=obj_id, mask=masks[k].to(frames.device).bool())
+            for frame_idx, obj_ids, mask_logits in predictor.propagate_in_video(state, start_frame_idx=0):
+                if frame_idx % 2 == prompt_parity:
+                    continue
+                idx = list(obj_ids).index(obj_id)
+                results[frame_idx] = (mask_logits[idx] > 0.0).cpu().numpy()[0]
     missing = [k for k, r in enumerate(results) if r is None]
     if missing:
         logger.warning("SAM2 returned no mask for frames %s; using empty masks there", missing)

@@ -6,7 +6,10 @@
     python viser/visualizer_monst3r.py --data demo_tmp/lady-running --no_mask                         # noisy masks
 
 Then open http://127.0.0.1:8080 (``--host 0.0.0.0`` to listen on every interface). Thresholds are on log
-confidence, as in the original viewer; see ``monst3r/viewer.py`` for the conventions.
+confidence, as in the original viewer; see ``monst3r/viewer.py`` for the conventions. Scenes of any size are
+shown: coordinates are divided by one global factor when the scene is far from unit size (``--scene_scale``;
+the factor is printed and shown in the GUI), points with non-finite coordinates are dropped with a warning.
+A damaged or wrong folder gives one ``error: ...`` line and exit code 2.
 """
 from __future__ import annotations
 
@@ -34,6 +37,9 @@ def parse_args(argv=None):
     p.add_argument("--max_frames", type=int, default=None)
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--no_recenter", action="store_true", help="keep world coordinates (no middle-frame centring)")
+    p.add_argument("--scene_scale", default="auto",
+                   help="divide all coordinates (points and cameras) by this factor; 'auto' (default): 1 for "
+                        "scenes of typical size 0.01..100, else the scene's power-of-ten size")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--exit_after_build", action="store_true", help=argparse.SUPPRESS)  # used by the tests
@@ -43,27 +49,39 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from monst3r.errors import Monst3rInputError
+    from monst3r.viewer import show_viewer_log
+
+    show_viewer_log()
+    from monst3r.viewer import load_any, parse_scene_scale
 
     try:
-        import viser
-    except ImportError:
-        print("error: the viewer needs the 'viser' package: pip install -r requirements-optional.txt", file=sys.stderr)
-        return 2
-    from monst3r.viewer import add_playback_gui, build_scene, load_any, serve
-
-    try:
-        res = load_any(args.data)
+        scale = parse_scene_scale(args.scene_scale)
+        res = load_any(args.data)  # before importing viser: a bad folder fails fast
     except Monst3rInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        import viser
+    except ImportError:
+        print("error: the viewer needs the 'viser' package: pip install -r requirements.txt", file=sys.stderr)
+        return 2
+    from monst3r.viewer import add_playback_gui, build_scene, serve
+
     server = viser.ViserServer(host=args.host, port=args.port, verbose=False)
-    nodes, _ = build_scene(server, res, conf_thre=args.conf_thre, fg_conf_thre=args.fg_conf_thre,
-                           use_init_conf=args.init_conf, no_mask=args.no_mask, point_size=args.point_size,
-                           camera_size=args.camera_size, cam_thickness=args.cam_thickness,
-                           axes_scale=args.axes_scale, downsample=args.downsample, bg_downsample=args.bg_downsample,
-                           max_frames=args.max_frames, recenter=not args.no_recenter)
+    try:
+        nodes, _ = build_scene(server, res, conf_thre=args.conf_thre, fg_conf_thre=args.fg_conf_thre,
+                               use_init_conf=args.init_conf, no_mask=args.no_mask, point_size=args.point_size,
+                               camera_size=args.camera_size, cam_thickness=args.cam_thickness,
+                               axes_scale=args.axes_scale, downsample=args.downsample,
+                               bg_downsample=args.bg_downsample, max_frames=args.max_frames,
+                               recenter=not args.no_recenter, scale=scale)
+    except Monst3rInputError as exc:
+        server.stop()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     step, _ = add_playback_gui(server, nodes, fps=args.fps)
-    print(f"viewer: {len(nodes)} frames from {args.data} at http://{args.host}:{server.get_port()} (Ctrl-C to stop)")
+    print(f"viewer: {len(nodes)} frames from {args.data} at http://{args.host}:{server.get_port()} "
+          f"(scene scale {server.monst3r_scene_scale:g}; Ctrl-C to stop)", flush=True)
     return serve(server, step, args.exit_after_build)
 
 
