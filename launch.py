@@ -111,7 +111,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     return 2
                 raise
             result = module.main(args)
-            return int(result) if isinstance(result, int) else 0
+            if isinstance(result, int):
+                return int(result)
+            from monst3r.eval.runtime import exit_status
+
+            return exit_status(module, result)  # 1 with one error line when every sequence failed
         from monst3r.training import train
 
         train(args)
