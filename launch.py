@@ -44,59 +44,15 @@ def _setup_logging() -> None:
     logging.basicConfig(level=level, format=fmt, datefmt="%H:%M:%S")
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """Refuse values that can only be mistakes (the original crashed later with a traceback, or silently did
-    nothing, e.g. ``--epochs -1``). Raises Monst3rInputError."""
-    import math
-
-    from monst3r.errors import Monst3rInputError
-
-    def need(ok: bool, msg: str) -> None:
-        if not ok:
-            raise Monst3rInputError(msg)
-
-    for name in ("batch_size", "accum_iter", "epochs", "eval_freq", "save_freq", "keep_freq", "print_freq",
-                 "n_iter", "pose_eval_stride", "world_size"):
-        v = getattr(args, name, None)
-        if v is not None:
-            need(v >= 1, f"--{name} {v}: must be at least 1")
-    for name in ("num_workers", "warmup_epochs", "pose_eval_freq", "num_save_visual"):
-        v = getattr(args, name, None)
-        if v is not None:
-            need(v >= 0, f"--{name} {v}: must be 0 or more")
-    for name in ("lr", "blr", "min_lr", "weight_decay", "flow_loss_weight", "temporal_smoothing_weight",
-                 "translation_weight", "depth_regularize_weight", "motion_mask_thre", "flow_loss_thre",
-                 "pxl_thresh", "flow_loss_start_epoch"):
-        v = getattr(args, name, None)
-        if v is not None:
-            need(math.isfinite(v) and v >= 0, f"--{name} {v}: must be a finite number >= 0")
-    if args.stop_after_epochs is not None:
-        need(args.stop_after_epochs >= 1, f"--stop_after_epochs {args.stop_after_epochs}: must be at least 1")
-    if args.device != "auto":
-        import torch
-
-        try:
-            torch.device(args.device)
-        except (RuntimeError, ValueError):
-            raise Monst3rInputError(f"--device {args.device}: not a device; use auto, cpu, cuda, cuda:N or mps"
-                                    ) from None
-    if args.mode == "train":
-        need(bool(args.train_dataset) and args.train_dataset.strip() not in ("[None]", "None"),
-             "--mode=train needs --train_dataset, e.g. \"10_000 @ PointOdysseyDUSt3R(split='train', "
-             "ROOT='data/point_odyssey', resolution=[(512, 288)], aug_crop=16)\" (see data/prepare_training.md)")
-    for name in ("pretrained", "resume"):
-        v = getattr(args, name, None)
-        if v and not str(v).startswith("https://"):
-            need(os.path.exists(v), f"--{name} {v}: no such file or folder")
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging()
     from monst3r.errors import Monst3rInputError
 
     try:
-        check_args(args)
+        from monst3r.training import check_launch_args
+
+        check_launch_args(args)
         if args.mode.startswith("eval"):
             name = {"eval_pose": "monst3r.eval.pose", "eval_depth": "monst3r.eval.depth"}.get(args.mode)
             if name is None:

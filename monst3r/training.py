@@ -150,6 +150,50 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_launch_args(args: argparse.Namespace) -> None:
+    """Refuse ``launch.py`` / ``python -m monst3r.eval.*`` values that can only be mistakes (the original crashed
+    later with a traceback, or silently did nothing, e.g. ``--epochs -1``). Raises Monst3rInputError."""
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise Monst3rInputError(msg)
+
+    for name in ("batch_size", "accum_iter", "epochs", "eval_freq", "save_freq", "keep_freq", "print_freq",
+                 "n_iter", "pose_eval_stride", "world_size"):
+        v = getattr(args, name, None)
+        if v is not None:
+            need(v >= 1, f"--{name} {v}: must be at least 1")
+    for name in ("num_workers", "warmup_epochs", "pose_eval_freq", "num_save_visual"):
+        v = getattr(args, name, None)
+        if v is not None:
+            need(v >= 0, f"--{name} {v}: must be 0 or more")
+    for name in ("lr", "blr", "min_lr", "weight_decay", "flow_loss_weight", "temporal_smoothing_weight",
+                 "translation_weight", "depth_regularize_weight", "motion_mask_thre", "flow_loss_thre",
+                 "pxl_thresh", "flow_loss_start_epoch"):
+        v = getattr(args, name, None)
+        if v is not None:
+            need(math.isfinite(v) and v >= 0, f"--{name} {v}: must be a finite number >= 0")
+    for name in ("stop_after_epochs", "eval_max_seqs", "eval_image_size"):
+        v = getattr(args, name, None)
+        if v is not None:
+            need(v >= 1, f"--{name} {v}: must be at least 1")
+    device = getattr(args, "device", "auto") or "auto"
+    if device != "auto":
+        try:
+            torch.device(device)
+        except (RuntimeError, ValueError):
+            raise Monst3rInputError(f"--device {device}: not a device; use auto, cpu, cuda, cuda:N or mps"
+                                    ) from None
+    if getattr(args, "mode", None) == "train":
+        need(bool(args.train_dataset) and args.train_dataset.strip() not in ("[None]", "None"),
+             "--mode=train needs --train_dataset, e.g. \"10_000 @ PointOdysseyDUSt3R(dset='train', "
+             "dataset_location='data/point_odyssey', S=2, resolution=[(512, 288)])\" (see data/prepare_training.md)")
+    for name in ("pretrained", "resume"):
+        v = getattr(args, name, None)
+        if v and not str(v).startswith("https://"):
+            need(os.path.exists(v), f"--{name} {v}: no such file or folder")
+
+
 # ============================================================================================== distributed
 def init_distributed_mode(args: argparse.Namespace) -> None:
     """torchrun environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) -> process group (NCCL on CUDA, Gloo

@@ -160,6 +160,9 @@ def run_cli(prog: str, mode: str, main, argv=None) -> int:
     args = build_eval_parser(prog, mode=mode).parse_args(argv)
     logging.basicConfig(level=logging.INFO if not args.silent else logging.WARNING, format="%(message)s")
     try:
+        from monst3r.training import check_launch_args
+
+        check_launch_args(args)
         result = main(args)
     except Monst3rInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
