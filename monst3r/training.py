@@ -192,6 +192,23 @@ def check_launch_args(args: argparse.Namespace) -> None:
         v = getattr(args, name, None)
         if v and not str(v).startswith("https://"):
             need(os.path.exists(v), f"--{name} {v}: no such file or folder")
+    # the strings, parsed (nothing built) before the model is allocated and the datasets are read
+    from monst3r.model import check_model_config
+    from monst3r.utils.parsing import parse_model_string
+
+    if getattr(args, "model", None):
+        check_model_config(parse_model_string(args.model)[1])
+    if getattr(args, "mode", None) == "train":
+        from monst3r.datasets.loader import check_dataset_expression
+        from monst3r.losses import CRITERIA, CRITERION_NAMES
+        from monst3r.utils.parsing import check_expression
+
+        check_dataset_expression(args.train_dataset)
+        if args.test_dataset and args.test_dataset.strip() not in ("", "[None]", "None"):
+            check_dataset_expression(args.test_dataset)
+        for name in ("train_criterion", "test_criterion"):
+            if getattr(args, name, None):
+                check_expression(getattr(args, name), CRITERIA, CRITERION_NAMES, name.replace("_", " "))
 
 
 # ============================================================================================== distributed

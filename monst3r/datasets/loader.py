@@ -109,6 +109,14 @@ def _check_sizes(text: str, tree: ast.AST) -> None:
                                  f"limited to {MAX_EXPRESSION_INT:,}; e.g. 10_000 @ PointOdysseyDUSt3R(...))")
 
 
+def check_dataset_expression(expr: str) -> None:
+    """The syntax, size and structure checks of :func:`parse_dataset_expression` without building anything
+    (no dataset folder is read): lets an entry point refuse a bad ``--train_dataset`` before the slow steps."""
+    tree = check_expression(expr, DATASET_NAMES, TRANSFORMS, "dataset expression")
+    _check_sizes(expr.strip(), tree)
+    _check_structure(expr.strip(), tree.body)
+
+
 def parse_dataset_expression(expr: str) -> EasyDataset:
     """Build the dataset an expression describes (see module docstring). Missing dataset folders raise
     :class:`Monst3rInputError` naming the preparation script."""

@@ -82,7 +82,7 @@ def _to_8bit(im: PIL.Image.Image) -> PIL.Image.Image:
 
     DIFFERENCE from the original: PIL's ``convert('RGB')`` of a 16-bit grayscale PNG (mode ``I;16``/``I``) clips
     every value above 255, so a normal 16-bit frame became almost pure white. We map 0..65535 to 0..255
-    (``round(v / 257)``) first. 16-bit RGB(A) PNGs are already reduced to 8 bits by PIL when they are opened.
+    (``round(v / 257)``) first (16-bit RGB(A) PNGs: see :func:`_png16_rgb`).
     """
     if im.mode.startswith("I"):
         arr = np.asarray(im).astype(np.float64)
@@ -95,6 +95,24 @@ def _to_8bit(im: PIL.Image.Image) -> PIL.Image.Image:
     return im
 
 
+def _png16_rgb(path: str, im: PIL.Image.Image) -> PIL.Image.Image:
+    """A 16-bit-per-channel RGB(A) PNG rounded to 8 bits (``round(v / 257)``).
+
+    PIL keeps only the high byte of each 16-bit sample (truncation, up to 1/255 darker than rounding); we decode
+    with OpenCV to round, so a 16-bit PNG and its 8-bit export give the same view. Falls back to PIL's pixels.
+    """
+    import cv2
+
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        return im
+    rgb = cv2.cvtColor(arr[..., :3], cv2.COLOR_BGR2RGB)
+    out = PIL.Image.fromarray(np.round(rgb.astype(np.float64) / 257.0).astype(np.uint8), "RGB")
+    if "exif" in im.info:
+        out.info["exif"] = im.info["exif"]
+    return out
+
+
 def _open_image(path: str, mode: str = "RGB") -> PIL.Image.Image:
     """Open, apply the EXIF orientation and convert to ``mode`` ('RGB' frames, 'L' masks).
 
@@ -103,7 +121,11 @@ def _open_image(path: str, mode: str = "RGB") -> PIL.Image.Image:
     """
     try:
         with PIL.Image.open(path) as im:
+            deep_rgb = im.format == "PNG" and im.mode in ("RGB", "RGBA") and any(
+                str(getattr(t, "args", t[-1] if isinstance(t, tuple) else "")).endswith(";16B") for t in im.tile)
             im.load()
+            if deep_rgb:
+                im = _png16_rgb(path, im)
             try:
                 im2 = ImageOps.exif_transpose(im)
             except Exception as exc:  # noqa: BLE001 - malformed EXIF: keep the pixels as stored
