@@ -446,7 +446,9 @@ def depth_evaluation(pred: ArrayLike, gt: ArrayLike, max_depth: Optional[float] 
 
     scale: Union[torch.Tensor, float] = 1.0
     shift: Union[torch.Tensor, float] = 0.0
-    if p.numel() > 0:
+    if p.numel() > 0 and not align_with_lstsq and not bool(torch.isfinite(torch.median(g) / torch.median(p))):
+        scale = float("nan")  # median(pred) = 0 (e.g. all-zero prediction): every scale-based fit is undefined
+    elif p.numel() > 0:
         if align_with_lstsq:
             pn = p.cpu().numpy()
             a = np.stack([pn, np.ones_like(pn)], axis=-1)
