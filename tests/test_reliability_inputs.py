@@ -437,3 +437,38 @@ def test_module_command_lines(tmp_path, argv, expect):
     proc = subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     line = _one_error_line(proc.stderr)
     assert proc.returncode == 2 and line.startswith("error:") and expect in line, proc.stderr
+
+
+def test_palette_and_two_level_masks_are_binary(frames, tmp_path):
+    root = tmp_path / "masks"
+    root.mkdir()
+    pngs = tmp_path / "pngframes"
+    pngs.mkdir()
+    for f in sorted(frames.iterdir()):
+        PIL.Image.open(f).save(pngs / (f.stem + ".png"))
+    pal = PIL.Image.fromarray(_mask(value=1), "P")
+    pal.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)  # DAVIS style: index 1 = dark red (luminance 38)
+    pal.save(root / "00000.png")
+    PIL.Image.fromarray(_mask(value=128)).save(root / "00001.png")
+    PIL.Image.fromarray(_mask(value=255)).save(root / "00002.png")
+    sums = [int(v["dynamic_mask"].sum()) for v in load_images(str(pngs), 512, verbose=False,
+                                                              dynamic_mask_root=str(root))]
+    assert sums[0] == sums[1] == sums[2] > 0
+
+
+def test_unsupported_files_in_a_folder_are_named(frames, caplog):
+    (frames / "extra.tif").write_bytes(b"II*\x00")
+    (frames / ".DS_Store").write_bytes(b"x")
+    with caplog.at_level(logging.WARNING, logger="monst3r.utils.image"):
+        views = load_images(str(frames), 224, verbose=False)
+    assert len(views) == 3 and "1 file(s) of unsupported type skipped (extra.tif)" in caplog.text
+
+
+@pytest.mark.parametrize("expr", ["1" + "+1" * 5000, "x" * 30000])
+def test_expressions_too_long_or_deep(expr):
+    from monst3r.datasets.loader import parse_dataset_expression
+
+    with pytest.raises(SafeParseError, match="too deeply nested|characters is refused"):
+        parse_dataset_expression(expr)
+    with pytest.raises(SafeParseError, match="too deeply nested|characters is refused"):
+        parse_criterion(expr)

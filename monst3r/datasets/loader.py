@@ -114,7 +114,10 @@ def check_dataset_expression(expr: str) -> None:
     (no dataset folder is read): lets an entry point refuse a bad ``--train_dataset`` before the slow steps."""
     tree = check_expression(expr, DATASET_NAMES, TRANSFORMS, "dataset expression")
     _check_sizes(expr.strip(), tree)
-    _check_structure(expr.strip(), tree.body)
+    try:
+        _check_structure(expr.strip(), tree.body)
+    except RecursionError:
+        raise SafeParseError("dataset expression is too deeply nested") from None
 
 
 def parse_dataset_expression(expr: str) -> EasyDataset:
@@ -122,9 +125,7 @@ def parse_dataset_expression(expr: str) -> EasyDataset:
     :class:`Monst3rInputError` naming the preparation script."""
     if isinstance(expr, EasyDataset):
         return expr
-    tree = check_expression(expr, DATASET_NAMES, TRANSFORMS, "dataset expression")
-    _check_sizes(expr.strip(), tree)
-    _check_structure(expr.strip(), tree.body)
+    check_dataset_expression(expr)
     ds = safe_eval(expr, {n: _constructor(n) for n in DATASET_NAMES}, allow_binops=True, names=TRANSFORMS)
     if not isinstance(ds, EasyDataset):
         raise SafeParseError(f"dataset expression {expr.strip()[:100]!r} does not describe a dataset")

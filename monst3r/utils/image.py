@@ -113,8 +113,8 @@ def _png16_rgb(path: str, im: PIL.Image.Image) -> PIL.Image.Image:
     return out
 
 
-def _open_image(path: str, mode: str = "RGB") -> PIL.Image.Image:
-    """Open, apply the EXIF orientation and convert to ``mode`` ('RGB' frames, 'L' masks).
+def _open_image(path: str, mode: Optional[str] = "RGB") -> PIL.Image.Image:
+    """Open, apply the EXIF orientation and convert to ``mode`` ('RGB' frames; None: keep the mode).
 
     Palette, grayscale, RGBA (alpha dropped, as the original does), CMYK and 16-bit frames load as 8-bit RGB.
     Images over PIL's decompression-bomb limit are refused with a one-line :class:`Monst3rInputError`.
@@ -131,7 +131,7 @@ def _open_image(path: str, mode: str = "RGB") -> PIL.Image.Image:
             except Exception as exc:  # noqa: BLE001 - malformed EXIF: keep the pixels as stored
                 log.warning("%s: unreadable EXIF orientation (%s); using the image as stored", path, exc)
                 im2 = im
-            return _to_8bit(im2).convert(mode)
+            return _to_8bit(im2).convert(mode) if mode is not None else _to_8bit(im2).copy()
     except PIL.Image.DecompressionBombError as exc:
         limit = 2 * (PIL.Image.MAX_IMAGE_PIXELS or 0)
         raise Monst3rInputError(
@@ -195,21 +195,26 @@ def _load_dynamic_mask(mask_path: Optional[str], size: int, square_ok: bool,
     """The bool ``[H, W]`` dynamic mask at ``mask_path`` cropped like its frame, or None when there is none.
 
     ``frame_size``: the frame's (W, H) before cropping; a mask of another size is an error (the original cropped
-    it anyway and produced a mask misaligned with, or of another shape than, the frame). DIFFERENCE from the
-    original: a mask stored with values 0/1 (max 1) is read as binary instead of becoming all-False under the
-    ``> 0.99 * 255`` threshold.
+    it anyway and produced a mask misaligned with, or of another shape than, the frame). DIFFERENCES from the
+    original: a two-level mask whose foreground value is below 255 (0/1, 0/128, a palette index) is read as
+    binary instead of becoming all-False under the ``> 0.99 * 255`` threshold; palette masks use their indices.
     """
     if mask_path is None or not os.path.exists(mask_path):
         if report is not None and mask_path is not None:
             report.missing.append(mask_path)
         return None
-    raw = _open_image(mask_path, "L")
-    if frame_size is not None and raw.size != tuple(frame_size):
-        raise Monst3rInputError(f"dynamic mask {mask_path} is {raw.size[0]}x{raw.size[1]} but its frame is "
+    src = _open_image(mask_path, None)
+    if frame_size is not None and src.size != tuple(frame_size):
+        raise Monst3rInputError(f"dynamic mask {mask_path} is {src.size[0]}x{src.size[1]} but its frame is "
                                 f"{frame_size[0]}x{frame_size[1]}: masks must have their frame's size")
-    vals = np.asarray(raw)
-    if vals.max(initial=0) == 1:
-        raw = PIL.Image.fromarray((vals * 255).astype(np.uint8), "L")
+    # palette masks (e.g. DAVIS annotations): the object indices, not the luminance of their colours
+    vals = np.asarray(src) if src.mode == "P" else np.asarray(src.convert("L"))
+    raw = PIL.Image.fromarray(vals.astype(np.uint8), "L")
+    levels = np.unique(vals)
+    if len(levels) == 2 and levels[0] == 0 and levels[1] < 255:
+        # two-level masks stored with another foreground value (0/1, 0/128, palette index 1): binary, not
+        # "all below the 0.99 threshold" (which made the original silently use an all-False mask)
+        raw = PIL.Image.fromarray(np.where(vals > 0, 255, 0).astype(np.uint8), "L")
     m = crop_img(raw, size, square_ok)
     m = np.asarray(m, dtype=np.float32) / 255.0 > 0.99
     if m.mean() >= 0.8:
@@ -263,10 +268,16 @@ def _list_inputs(folder_or_list) -> List[str]:
     if isinstance(folder_or_list, (str, os.PathLike)):
         p = str(folder_or_list)
         if os.path.isdir(p):
-            entries = [os.path.join(p, f) for f in os.listdir(p)]
-            entries = [e for e in entries if e.lower().endswith(IMAGE_EXTS + VIDEO_EXTS)]
+            names = os.listdir(p)
+            entries = [os.path.join(p, f) for f in names if f.lower().endswith(IMAGE_EXTS + VIDEO_EXTS)]
             if not entries:
                 raise Monst3rInputError(f"no images or videos in {p} (supported: {', '.join(IMAGE_EXTS + VIDEO_EXTS)})")
+            # the original skipped other files silently: a folder of .tif/.webp frames mixed with .png lost frames
+            others = sorted(f for f in names if not f.lower().endswith(IMAGE_EXTS + VIDEO_EXTS)
+                            and not f.startswith(".") and os.path.isfile(os.path.join(p, f)))
+            if others:
+                log.warning("%s: %d file(s) of unsupported type skipped (%s%s); supported: %s", p, len(others),
+                            ", ".join(others[:5]), " ..." if len(others) > 5 else "", ", ".join(IMAGE_EXTS + VIDEO_EXTS))
             return entries
         if os.path.isfile(p):
             return [p]

@@ -121,11 +121,27 @@ def safe_eval(expr: str, callables: Optional[Mapping[str, Callable]] = None, all
     """
     if not isinstance(expr, str):
         raise SafeParseError(f"expected a string, got {type(expr).__name__}")
+    _check_length(expr, "expression")
     try:
         tree = ast.parse(expr.strip(), mode="eval")
     except SyntaxError as exc:
         raise SafeParseError(f"cannot parse {expr[:120]!r}: {exc.msg}") from None
-    return _Evaluator(callables or {}, allow_binops, names)(tree)
+    except (RecursionError, MemoryError):
+        raise SafeParseError(f"expression {expr[:60]!r}... is too deeply nested") from None
+    try:
+        return _Evaluator(callables or {}, allow_binops, names)(tree)
+    except RecursionError:
+        raise SafeParseError(f"expression {expr[:60]!r}... is too deeply nested") from None
+
+
+#: Longest expression string accepted (the official model string has ~400 characters, the README training set
+#: ~1,500); a megabyte-long string is a mistake and would only exhaust the parser.
+MAX_EXPRESSION_CHARS = 20_000
+
+
+def _check_length(expr: str, what: str) -> None:
+    if len(expr) > MAX_EXPRESSION_CHARS:
+        raise SafeParseError(f"{what} of {len(expr):,} characters is refused (at most {MAX_EXPRESSION_CHARS:,})")
 
 
 # ---------------------------------------------------------------------------------------------- model strings
@@ -177,8 +193,11 @@ def check_expression(expr: str, callables: Mapping[str, Any], names: Mapping[str
     if not isinstance(expr, str) or not expr.strip():
         raise SafeParseError(f"empty {what}")
     text = expr.strip()
+    _check_length(text, what)
     try:
         tree = ast.parse(text, mode="eval")
+    except (RecursionError, MemoryError):
+        raise SafeParseError(f"{what} is too deeply nested") from None
     except SyntaxError as exc:
         where = f" at column {exc.offset}" if exc.offset else ""
         near = f" near {text[max(0, (exc.offset or 1) - 1):][:40]!r}" if exc.offset else ""
