@@ -221,3 +221,28 @@ def test_video_depth_cli_all_failed_and_partial(tmp_path, capsys):
     rc, err = _video_depth_cli(tmp_path / "part", capsys)
     line = [ln for ln in err.splitlines() if ln.startswith(("error:", "warning:"))]
     assert rc == 0 and line == [line[0]] and line[0].startswith("warning: 1 of 2 sequences failed: bamboo")
+
+
+def test_launch_eval_pose_every_sequence_failed(tmp_path, capsys, monkeypatch):
+    """End to end: every frame of every sequence unreadable -> exit 1 and one ``error:`` line naming them."""
+    from pathlib import Path
+
+    from monst3r.eval.synthetic_fixtures import write_tum_fixture
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    import launch
+
+    write_tum_fixture(tmp_path, {"seq_a": dict(num_frames=4, width=64, height=48),
+                                 "seq_b": dict(num_frames=4, width=64, height=48)})
+    for png in (tmp_path / "data" / "tum").rglob("*.png"):
+        png.write_bytes(b"broken")
+    tiny = ("AsymmetricCroCo3DStereo(pos_embed='RoPE100', img_size=(64, 64), head_type='linear', "
+            "output_mode='pts3d', enc_embed_dim=32, enc_depth=1, enc_num_heads=2, dec_embed_dim=32, dec_depth=1, "
+            "dec_num_heads=2)")
+    rc = launch.main(["--mode=eval_pose", "--eval_dataset=tum", f"--eval_data_root={tmp_path}", f"--model={tiny}",
+                      f"--output_dir={tmp_path / 'out'}", "--eval_image_size", "64", "--flow_loss_weight", "0",
+                      "--device", "cpu", "--silent", "--full_seq"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert rc == 1 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("error: all 2 sequences failed") and "seq_a" in lines[0] and "seq_b" in lines[0]
