@@ -346,7 +346,8 @@ def build_model(kwargs: Dict[str, Any], for_inference: bool = False) -> Asymmetr
     try:
         return AsymmetricCroCo3DStereo(**kwargs)
     except (TypeError, ValueError, NotImplementedError, RuntimeError, AssertionError, MemoryError) as exc:
-        raise CheckpointError(f"invalid model configuration {kwargs}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"invalid model configuration {kwargs}: {why}") from None
 
 
 def model_from_string(model_str: str, for_inference: bool = False) -> AsymmetricCroCo3DStereo:

@@ -105,7 +105,8 @@ def test_depth_non_finite_prediction_gives_nan(kw, value, index):
     assert _all_nan(res.metrics) and res.metrics["valid_pixels"] == g.size
 
 
-@pytest.mark.parametrize("kw", [k for k in ALIGNS if "align_with_lstsq" not in k], ids=lambda kw: next(iter(kw), "median"))
+@pytest.mark.parametrize("kw", [k for k in ALIGNS if "align_with_lstsq" not in k],
+                         ids=lambda kw: next(iter(kw), "median"))
 def test_depth_all_zero_prediction_gives_nan(kw):
     p, g = _depth()
     with pytest.warns(RuntimeWarning, match="not finite"):

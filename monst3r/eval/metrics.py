@@ -274,7 +274,8 @@ def metric_file_text(seq: str, result: PoseMetrics) -> str:
 _METRIC_PATTERNS = {
     "ate": re.compile(r"APE w\.r\.t\. translation part \(m\).*?rmse\s+([-+0-9.eE]+|nan|inf)", re.DOTALL),
     "rpe_trans": re.compile(r"RPE w\.r\.t\. translation part \(m\).*?rmse\s+([-+0-9.eE]+|nan|inf)", re.DOTALL),
-    "rpe_rot_deg": re.compile(r"RPE w\.r\.t\. rotation angle in degrees \(deg\).*?rmse\s+([-+0-9.eE]+|nan|inf)", re.DOTALL),
+    "rpe_rot_deg": re.compile(r"RPE w\.r\.t\. rotation angle in degrees \(deg\).*?rmse\s+([-+0-9.eE]+|nan|inf)",
+                              re.DOTALL),
 }
 
 
@@ -465,7 +466,7 @@ def depth_evaluation(pred: ArrayLike, gt: ArrayLike, max_depth: Optional[float] 
             scale = torch.clamp(s, min=1e-3)
         else:
             scale = torch.median(g) / torch.median(p)
-    finite_fit = bool(torch.isfinite(torch.as_tensor(scale)).all()) and bool(torch.isfinite(torch.as_tensor(shift)).all())
+    finite_fit = all(bool(torch.isfinite(torch.as_tensor(v)).all()) for v in (scale, shift))
     p = p * scale + shift
     pred_aligned = pred_t * scale + shift
     if disp_input:

@@ -277,7 +277,8 @@ def _list_inputs(folder_or_list) -> List[str]:
                             and not f.startswith(".") and os.path.isfile(os.path.join(p, f)))
             if others:
                 log.warning("%s: %d file(s) of unsupported type skipped (%s%s); supported: %s", p, len(others),
-                            ", ".join(others[:5]), " ..." if len(others) > 5 else "", ", ".join(IMAGE_EXTS + VIDEO_EXTS))
+                            ", ".join(others[:5]), " ..." if len(others) > 5 else "",
+                            ", ".join(IMAGE_EXTS + VIDEO_EXTS))
             return entries
         if os.path.isfile(p):
             return [p]

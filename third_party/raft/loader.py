@@ -83,8 +83,9 @@ def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
         try:
             sd: Mapping = load_file(str(path))
         except (SafetensorError, OSError, ValueError, RuntimeError, MemoryError) as exc:
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise Monst3rInputError(f"{path} is not an optical-flow checkpoint: cannot read it as safetensors "
-                                    f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); {hint}") from None
+                                    f"({why}); {hint}") from None
     else:
         kind = sniff_file_kind(path)
         if kind is not None:
