@@ -5,8 +5,9 @@
     torchrun --nproc_per_node=2 launch.py --mode=train ...                                (DDP; NCCL / Gloo)
     torchrun --nproc_per_node=1 launch.py --mode=eval_pose --eval_dataset=sintel ...      (evaluation)
 
-``--mode`` starting with ``eval`` runs ``monst3r.eval.pose.main(args)`` / ``monst3r.eval.depth.main(args)``;
-anything else trains (:func:`monst3r.training.train`). Input mistakes are printed as one line (exit status 2).
+``--mode=eval_pose`` / ``eval_depth`` run ``monst3r.eval.pose.main(args)`` / ``monst3r.eval.depth.main(args)``;
+``--mode=train`` trains (:func:`monst3r.training.train`); any other mode is refused (the original trained).
+Input mistakes are printed as one line (exit status 2).
 """
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "4")  # as the original, unless the cal
 def build_parser() -> argparse.ArgumentParser:
     from monst3r.training import get_args_parser
 
-    parser = argparse.ArgumentParser("launch.py", parents=[get_args_parser()],
+    from monst3r.utils.cli_errors import OneLineArgumentParser
+
+    parser = OneLineArgumentParser("launch.py", parents=[get_args_parser()],
                                      description="MonST3R training (--mode=train) and evaluation (--mode=eval_pose, "
                                                  "--mode=eval_depth)")
     try:  # the evaluation's own additions (e.g. --eval_data_root), when the evaluation package is present
@@ -47,6 +50,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from monst3r.errors import Monst3rInputError
 
     try:
+        from monst3r.training import check_launch_args
+
+        check_launch_args(args)
         if args.mode.startswith("eval"):
             name = {"eval_pose": "monst3r.eval.pose", "eval_depth": "monst3r.eval.depth"}.get(args.mode)
             if name is None:
@@ -61,7 +67,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     return 2
                 raise
             result = module.main(args)
-            return int(result) if isinstance(result, int) else 0
+            if isinstance(result, int):
+                return int(result)
+            from monst3r.eval.runtime import exit_status
+
+            return exit_status(module, result)  # 1 with one error line when every sequence failed
         from monst3r.training import train
 
         train(args)

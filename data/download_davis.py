@@ -23,6 +23,13 @@ URL = "https://data.vision.ee.ethz.ch/csergi/share/davis/DAVIS-2017-trainval-480
 REPO = Path(__file__).resolve().parents[1]
 
 
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one ``error: ...`` line (exit status 2), as every entry point of the project."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
 def download(url: str, dest: Path) -> None:
     """``url`` -> ``dest`` through a temporary name (skipped when ``dest`` exists)."""
     if dest.is_file() and dest.stat().st_size > 0:
@@ -89,7 +96,7 @@ def make_videos(davis: Path, out: Path, fps: float = 30.0) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="print what would be done")
     parser.add_argument("--skip-videos", action="store_true", help="do not write data/davis_videos/*.mp4")
     args = parser.parse_args(argv)

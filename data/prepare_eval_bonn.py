@@ -14,11 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from monst3r.errors import Monst3rInputError  # noqa: E402
+from monst3r.utils.cli_errors import OneLineArgumentParser  # noqa: E402
 from monst3r.eval.prepare import prepare_bonn  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=str(REPO / "data/bonn/rgbd_bonn_dataset"), help="extracted dataset")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -14,11 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from monst3r.errors import Monst3rInputError  # noqa: E402
+from monst3r.utils.cli_errors import OneLineArgumentParser  # noqa: E402
 from monst3r.eval.scannet_sens import export_sens  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--filename", required=True, help=".sens file")
     parser.add_argument("--output_path", required=True, help="scene folder to write")
     parser.add_argument("--max_frames", type=int, default=None,

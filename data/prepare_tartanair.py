@@ -20,6 +20,13 @@ ENVS = ["abandonedfactory", "abandonedfactory_night", "amusement", "carwelding",
 BUCKET = "tartanair-v1"
 
 
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one ``error: ...`` line (exit status 2), as every entry point of the project."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
 def file_list(levels: List[str], types: List[str], cameras: List[str]) -> List[str]:
     """Bucket keys of the selected zips."""
     out = []
@@ -36,7 +43,7 @@ def file_list(levels: List[str], types: List[str], cameras: List[str]) -> List[s
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output-dir", default="tartanair")
     for flag in ("rgb", "depth", "seg", "flow", "only-easy", "only-hard", "only-left", "only-right", "only-flow",
                  "only-mask", "dry-run"):

@@ -27,6 +27,13 @@ OPENCV_TO_WAYMO_CAM = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, -1, 0, 0], [0, 
 LONG_SIDE = 512
 
 
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one ``error: ...`` line (exit status 2), as every entry point of the project."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
 def make_pairs(output_dir: str, name: str = "waymo_pairs_video.npz", strides=range(1, 10), cameras=range(1, 6)
                ) -> str:
     """Build the pair list of every processed scene folder (see module docstring); returns its path."""
@@ -114,7 +121,7 @@ def preprocess_segment(tfrecord: str, out_root: str) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("preprocess")
     a.add_argument("--waymo_dir", required=True)
@@ -124,7 +131,16 @@ def main(argv=None) -> int:
     b.add_argument("--name", default="waymo_pairs_video.npz")
     args = p.parse_args(argv)
     if args.cmd == "make-pairs":
-        make_pairs(args.output_dir, args.name)
+        if not os.path.isdir(args.output_dir):
+            print(f"error: {args.output_dir} is not a folder: run `preprocess` first and give its --output_dir",
+                  file=sys.stderr)
+            return 2
+        try:
+            make_pairs(args.output_dir, args.name)
+        except OSError as exc:
+            print(f"error: cannot write {os.path.join(args.output_dir, args.name)}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 2
         return 0
     try:
         import waymo_open_dataset  # noqa: F401  (availability check)

@@ -420,7 +420,7 @@ def check_result_target(folder, legacy: _Legacy = RESULT_LEGACY, flag: str = "--
         probe.mkdir()
         probe.rmdir()
     except OSError as exc:
-        raise Monst3rInputError(f"cannot write to {parent}: {exc.strerror or exc}; choose another --output_dir "
+        raise Monst3rInputError(f"cannot write to {parent}: {exc.strerror or exc}; choose another output folder "
                                 "(a writable folder)") from None
     try:
         recover_stale(folder, legacy)
@@ -534,7 +534,7 @@ def result_folder(folder, *, legacy: _Legacy = RESULT_LEGACY, writer: str = "mon
         if isinstance(exc, OSError) and not isinstance(exc, Monst3rInputError):
             where = f" ({exc.filename})" if exc.filename else ""
             raise Monst3rInputError(f"cannot write the result {folder}: {exc.strerror or exc}{where}; nothing was "
-                                    "changed (free space / permissions, or choose another --output_dir)") from exc
+                                    "changed (free space / permissions, or choose another output folder)") from exc
         raise
 
 

@@ -43,7 +43,8 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from monst3r.errors import Monst3rInputError
-from monst3r.model import CheckpointError, model_from_string
+from monst3r.model import CheckpointError, check_state_dict, model_from_string
+from monst3r.utils.files import sniff_file_kind
 from monst3r.optim_factory import LossScaler, adjust_learning_rate, build_optimizer, derive_lr
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,10 @@ _HOST_KEYS = {"depthmap", "dataset", "label", "instance", "idx", "true_shape", "
 
 
 # ============================================================================================== arguments
+#: The values of ``--mode``.
+MODES = ("train", "eval_pose", "eval_depth")
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     """The shared parser of ``launch.py`` (training and evaluation flags; original names and defaults).
 
@@ -114,7 +119,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--wandb", action="store_true", default=False, help="log to Weights & Biases")
     p.add_argument("--num_save_visual", default=1, type=int, help="GLB visualisations per epoch (0: none)")
     # evaluation (evaluation.md; shared with --mode=eval_pose / eval_depth)
-    p.add_argument("--mode", default="train", type=str, help="train / eval_pose / eval_depth")
+    p.add_argument("--mode", default="train", type=str, choices=MODES,
+                   help="train / eval_pose / eval_depth (the original trained on any other value; we refuse it)")
     p.add_argument("--pose_eval_freq", default=0, type=int, help="pose evaluation every N epochs (0: never)")
     p.add_argument("--pose_eval_stride", default=1, type=int, help="frame stride for pose evaluation")
     p.add_argument("--scene_graph_type", default="swinstride-5-noncyclic", type=str, help="scene graph")
@@ -142,6 +148,67 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_crop", action="store_true", default=False, help="resize instead of crop")
     p.add_argument("--output_dir", default="./results/tmp", type=str, help="output folder")
     return p
+
+
+def check_launch_args(args: argparse.Namespace) -> None:
+    """Refuse ``launch.py`` / ``python -m monst3r.eval.*`` values that can only be mistakes (the original crashed
+    later with a traceback, or silently did nothing, e.g. ``--epochs -1``). Raises Monst3rInputError."""
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise Monst3rInputError(msg)
+
+    for name in ("batch_size", "accum_iter", "epochs", "eval_freq", "save_freq", "keep_freq", "print_freq",
+                 "n_iter", "pose_eval_stride", "world_size"):
+        v = getattr(args, name, None)
+        if v is not None:
+            need(v >= 1, f"--{name} {v}: must be at least 1")
+    for name in ("num_workers", "warmup_epochs", "pose_eval_freq", "num_save_visual"):
+        v = getattr(args, name, None)
+        if v is not None:
+            need(v >= 0, f"--{name} {v}: must be 0 or more")
+    for name in ("lr", "blr", "min_lr", "weight_decay", "flow_loss_weight", "temporal_smoothing_weight",
+                 "translation_weight", "depth_regularize_weight", "motion_mask_thre", "flow_loss_thre",
+                 "pxl_thresh", "flow_loss_start_epoch"):
+        v = getattr(args, name, None)
+        if v is not None:
+            need(math.isfinite(v) and v >= 0, f"--{name} {v}: must be a finite number >= 0")
+    for name in ("stop_after_epochs", "eval_max_seqs", "eval_image_size"):
+        v = getattr(args, name, None)
+        if v is not None:
+            need(v >= 1, f"--{name} {v}: must be at least 1")
+    device = getattr(args, "device", "auto") or "auto"
+    if device != "auto":
+        try:
+            torch.device(device)
+        except (RuntimeError, ValueError):
+            raise Monst3rInputError(f"--device {device}: not a device; use auto, cpu, cuda, cuda:N or mps"
+                                    ) from None
+    if getattr(args, "mode", None) == "train":
+        need(bool(args.train_dataset) and args.train_dataset.strip() not in ("[None]", "None"),
+             "--mode=train needs --train_dataset, e.g. \"10_000 @ PointOdysseyDUSt3R(dset='train', "
+             "dataset_location='data/point_odyssey', S=2, resolution=[(512, 288)])\" (see data/prepare_training.md)")
+    for name in ("pretrained", "resume"):
+        v = getattr(args, name, None)
+        if v and not str(v).startswith("https://"):
+            need(os.path.exists(v), f"--{name} {v}: no such file or folder")
+    # the strings, parsed (nothing built) before the model is allocated and the datasets are read
+    from monst3r.model import check_model_config
+    from monst3r.utils.parsing import parse_model_string
+
+    if getattr(args, "model", None):
+        check_model_config(parse_model_string(args.model)[1])
+    if getattr(args, "mode", None) == "train":
+        from monst3r.datasets.loader import check_dataset_expression
+        from monst3r.losses import CRITERIA, CRITERION_NAMES
+        from monst3r.utils.parsing import check_expression
+
+        check_dataset_expression(args.train_dataset)
+        if args.test_dataset and args.test_dataset.strip() not in ("", "[None]", "None"):
+            check_dataset_expression(args.test_dataset)
+        for name in ("train_criterion", "test_criterion"):
+            if getattr(args, name, None):
+                check_expression(getattr(args, name), CRITERIA, CRITERION_NAMES, name.replace("_", " "))
 
 
 # ============================================================================================== distributed
@@ -306,12 +373,18 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
                                                           weights_only=True)
             if not os.path.isfile(path):
                 raise CheckpointError(f"checkpoint not found: {path}")
+            kind = sniff_file_kind(path)
+            if kind is not None:
+                raise CheckpointError(f"{path} is not a MonST3R checkpoint: it is {kind}; give a .pth written by "
+                                      "training or the official checkpoint")
             return torch.load(path, map_location="cpu", weights_only=True)
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - unpickling / zip / IO errors all mean an unusable file
-        raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") \
-            from None
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise CheckpointError(f"cannot read checkpoint {path} ({type(exc).__name__}{': ' + first if first else ''}): "
+                              "truncated, not a PyTorch checkpoint, or holding objects other than plain weights "
+                              "(never executed)") from None
 
 
 def _atomic_save(obj: Dict[str, Any], path: Path) -> None:
@@ -378,14 +451,19 @@ def load_training_state(path: str, model: torch.nn.Module, optimizer: torch.opti
     ckpt = read_checkpoint(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise CheckpointError(f"{path} is not a training checkpoint (no 'model' entry)")
-    model.load_state_dict(ckpt["model"], strict=True)
+    model.load_state_dict(check_state_dict(ckpt["model"], Path(path)), strict=True)
     log.info("resume checkpoint %s", path)
     start_epoch = 0
     if "optimizer" in ckpt and "epoch" in ckpt:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch = int(ckpt["epoch"]) + 1
-        if ckpt.get("scaler"):
-            loss_scaler.load_state_dict(ckpt["scaler"])
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            start_epoch = int(ckpt["epoch"]) + 1
+            if ckpt.get("scaler"):
+                loss_scaler.load_state_dict(ckpt["scaler"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"--resume {path}: its optimizer state does not fit this model/optimizer "
+                                  f"({type(exc).__name__}: {str(exc)[:160]}); resume with the same --model, or "
+                                  "start from it with --pretrained instead") from None
         log.info("with optimizer state; resuming at epoch %d", start_epoch)
     best = float(ckpt.get("best_so_far", math.inf) if ckpt.get("best_so_far") is not None else math.inf)
     best_pose = float(ckpt.get("best_pose_ate_sofar", math.inf)
@@ -404,12 +482,15 @@ def load_pretrained(model: torch.nn.Module, path: str, strict: bool = True) -> N
         f = p / "model.safetensors" if p.is_dir() else p
         if not f.is_file():
             raise CheckpointError(f"--pretrained {path}: no model.safetensors found")
-        sd = load_file(str(f))
+        try:
+            sd = load_file(str(f))
+        except Exception as exc:  # noqa: BLE001 - SafetensorError / OSError: an unusable file
+            raise CheckpointError(f"--pretrained {f} is not a MonST3R checkpoint: cannot read it as safetensors "
+                                  f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})") from None
     else:
         ckpt = read_checkpoint(str(p))
         sd = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
-    if not isinstance(sd, dict):
-        raise CheckpointError(f"--pretrained {path} does not hold a state dict")
+    sd = check_state_dict(sd, p)
     res = model.load_state_dict(sd, strict=strict)
     if not strict:
         log.warning("pretrained %s: missing keys %s; unexpected keys %s", path, list(res.missing_keys)[:20],

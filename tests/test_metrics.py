@@ -184,8 +184,10 @@ def test_depth_evaluation_matches_golden(depth_golden):
 
 def test_depth_evaluation_edge_cases():
     gt = np.full((4, 5), -1.0, dtype=np.float32)
-    res = depth_evaluation(np.ones_like(gt), gt)
-    assert res.metrics == {**{k: 0.0 for k in DEPTH_METRIC_KEYS}, "valid_pixels": 0.0}
+    with pytest.warns(RuntimeWarning, match="no valid GT pixel"):
+        res = depth_evaluation(np.ones_like(gt), gt)
+    # NaN, not the old all-zero result (Abs Rel 0.0 read as a perfect score)
+    assert res.metrics["valid_pixels"] == 0.0 and all(np.isnan(res.metrics[k]) for k in DEPTH_METRIC_KEYS)
     gt = np.linspace(1, 5, 20, dtype=np.float32).reshape(4, 5)
     res = depth_evaluation(gt * 3, gt, align_with_lstsq=True)
     assert res.metrics["Abs Rel"] < 1e-5 and res.metrics["δ < 1.25"] == 1.0

@@ -251,8 +251,10 @@ def test_gui_run_goes_through_the_same_policy(world, frames, weights):
     run(*gui)
     seq = world["out"] / "seq"
     add_user_files(seq, world["outside"])
-    glb, gallery = run(*gui)
-    assert len(gallery) == 3 and glb.endswith("scene.glb")
+    glb, gallery, downloads, status = run(*gui)
+    assert len(gallery) == 3 and glb.endswith("scene.glb") and "Done: 3 frames" in status
+    assert any(d.endswith("seq.zip") for d in downloads)
+    assert sorted(p.name for p in world["out"].iterdir()) == ["out_sentinel.txt", "seq"]  # no zip beside the result
     check_user_files(seq)
     check_world(world)
 

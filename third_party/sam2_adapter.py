@@ -18,13 +18,18 @@ import contextlib
 import importlib
 import importlib.util
 import logging
+import pickle
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from monst3r.errors import Monst3rInputError
+from monst3r.utils.files import sniff_file_kind
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +143,22 @@ def build_video_predictor(config: str, checkpoint: Union[str, Path, None], devic
     # sam2 >= 1.1 ships the pre-rewrite predictor as a separate "legacy" module; 1.0's default class is that one
     extra = [_LEGACY_OVERRIDE] if legacy and importlib.util.find_spec(_PREDICTOR_MODULES[1]) is not None else []
     extra += list(hydra_overrides)
-    predictor = build_sam2_video_predictor(config, None if checkpoint is None else str(checkpoint), device=device,
-                                           hydra_overrides_extra=extra)
+    hint = "give the SAM2.1 hiera-large .pt (bash data/download_ckpt.sh) or turn the refinement off (demo: --no_sam2)"
+    if checkpoint is not None:  # None: random weights (tests build the real predictor that way)
+        kind = sniff_file_kind(checkpoint) if Path(checkpoint).is_file() else "missing"
+        if kind is not None:
+            raise Monst3rInputError(f"{checkpoint} is not a SAM2 checkpoint: it is {kind}; {hint}")
+    try:
+        predictor = build_sam2_video_predictor(config, None if checkpoint is None else str(checkpoint), device=device,
+                                               hydra_overrides_extra=extra)
+    except pickle.UnpicklingError:
+        raise Monst3rInputError(f"refusing to load {checkpoint}: it holds Python objects other than plain weights "
+                                f"(never executed); {hint}") from None
+    except (RuntimeError, KeyError, IndexError, TypeError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
+        # sam2 raises a bare RuntimeError on missing/unexpected keys, KeyError when there is no 'model' entry
+        msg = str(exc).splitlines()[0][:160] if str(exc) else "wrong or missing weights"
+        raise Monst3rInputError(f"{checkpoint} is not a usable SAM2 checkpoint ({type(exc).__name__}: {msg}); "
+                                f"{hint}") from None
     if device.type != "cuda":
         predictor.memory_attention.register_forward_pre_hook(_float32_memory_hook, with_kwargs=True)
     logger.info("built SAM2 video predictor from %s on %s", checkpoint, device)

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sequ
 
 from monst3r.datasets.base import TRANSFORMS, EasyDataset
 from monst3r.errors import Monst3rInputError
-from monst3r.utils.parsing import SafeParseError, check_expression, safe_eval
+from monst3r.utils.parsing import MAX_DATASET_LEN, MAX_EXPRESSION_INT, SafeParseError, check_expression, safe_eval
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +53,16 @@ def _constructor(name: str) -> Callable[..., EasyDataset]:
         if args:
             raise SafeParseError(f"dataset expression: {name}(...) takes keyword arguments only "
                                  f"(got positional {args!r})")
+        shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         try:
             return dataset_class(name)(**kwargs)
         except Monst3rInputError:
             raise
         except (TypeError, ValueError, KeyError) as exc:
-            shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
             raise SafeParseError(f"dataset expression: {name}({shown[:200]}): {exc}") from None
+        except MemoryError:
+            raise SafeParseError(f"dataset expression: {name}({shown[:200]}) needs more memory than this machine "
+                                 "has; use smaller sizes") from None
     return build
 
 
@@ -71,7 +74,8 @@ def _check_structure(text: str, node: ast.AST) -> None:
         if isinstance(node.op, (ast.MatMult, ast.Mult)):
             op = "@" if isinstance(node.op, ast.MatMult) else "*"
             left = node.left
-            if not (isinstance(left, ast.Constant) and isinstance(left.value, int) and not isinstance(left.value, bool)):
+            if not (isinstance(left, ast.Constant) and isinstance(left.value, int) and not isinstance(left.value, bool)
+                    and left.value > 0):
                 raise SafeParseError(f"dataset expression: {seg[:100]!r}: the left side of {op} must be a positive "
                                      f"integer (e.g. 10_000 @ PointOdysseyDUSt3R(...))")
             _check_structure(text, node.right)
@@ -89,16 +93,45 @@ def _check_structure(text: str, node: ast.AST) -> None:
                              f"(expected e.g. 1000 @ TarTanAirDUSt3R(...))")
 
 
+def _check_sizes(text: str, tree: ast.AST) -> None:
+    """Refuse integers above :data:`MAX_EXPRESSION_INT` (except in ``*seed*`` keyword arguments) before anything
+    is built: ``100000000000 @ ds`` or ``num_scenes=10**12`` would otherwise exhaust the memory (not in the
+    original, which evaluated the string as is)."""
+    seeds = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg and "seed" in node.arg:
+            seeds.update(id(n) for n in ast.walk(node.value))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and \
+                not isinstance(node.value, bool) and id(node) not in seeds and abs(node.value) > MAX_EXPRESSION_INT \
+                and node.value != float("inf"):
+            raise SafeParseError(f"dataset expression: {node.value:,} is too large (numbers other than seeds are "
+                                 f"limited to {MAX_EXPRESSION_INT:,}; e.g. 10_000 @ PointOdysseyDUSt3R(...))")
+
+
+def check_dataset_expression(expr: str) -> None:
+    """The syntax, size and structure checks of :func:`parse_dataset_expression` without building anything
+    (no dataset folder is read): lets an entry point refuse a bad ``--train_dataset`` before the slow steps."""
+    tree = check_expression(expr, DATASET_NAMES, TRANSFORMS, "dataset expression")
+    _check_sizes(expr.strip(), tree)
+    try:
+        _check_structure(expr.strip(), tree.body)
+    except RecursionError:
+        raise SafeParseError("dataset expression is too deeply nested") from None
+
+
 def parse_dataset_expression(expr: str) -> EasyDataset:
     """Build the dataset an expression describes (see module docstring). Missing dataset folders raise
     :class:`Monst3rInputError` naming the preparation script."""
     if isinstance(expr, EasyDataset):
         return expr
-    tree = check_expression(expr, DATASET_NAMES, TRANSFORMS, "dataset expression")
-    _check_structure(expr.strip(), tree.body)
+    check_dataset_expression(expr)
     ds = safe_eval(expr, {n: _constructor(n) for n in DATASET_NAMES}, allow_binops=True, names=TRANSFORMS)
     if not isinstance(ds, EasyDataset):
         raise SafeParseError(f"dataset expression {expr.strip()[:100]!r} does not describe a dataset")
+    if len(ds) > MAX_DATASET_LEN:
+        raise SafeParseError(f"dataset expression {expr.strip()[:100]!r} describes {len(ds):,} pairs, more than the "
+                             f"{MAX_DATASET_LEN:,} a sampler can index; use N @ ... with a smaller N")
     return ds
 
 

@@ -86,6 +86,8 @@ __all__ = [
 
 MIN_SIZE = (64, 48)
 MAX_SIDE = 512
+#: Longest scene the generator writes (a frame takes ~0.1 s; far more frames only means a run that never ends).
+MAX_FRAMES = 10_000
 FORMAT_VERSION = 1
 _EPS_T = 1e-6
 _LIGHT = np.array([-0.3, -1.0, -0.45]) / np.linalg.norm([-0.3, -1.0, -0.45])  # towards the light (y up = -y)
@@ -125,8 +127,8 @@ class SceneConfig:
             raise Monst3rInputError(
                 f"image size {self.width}x{self.height} is out of range: use a width in {MIN_SIZE[0]}..{MAX_SIDE} "
                 f"and a height in {MIN_SIZE[1]}..{MAX_SIDE} (e.g. 512x288)")
-        if self.num_frames < 1:
-            raise Monst3rInputError(f"the number of frames must be at least 1, got {self.num_frames}")
+        if not 1 <= self.num_frames <= MAX_FRAMES:
+            raise Monst3rInputError(f"the number of frames must be between 1 and {MAX_FRAMES}, got {self.num_frames}")
         if self.seed < 0:
             raise Monst3rInputError(f"the seed must be a non-negative integer, got {self.seed}")
         if not 0 <= self.num_objects <= 8:
@@ -778,7 +780,9 @@ def write_scene(scene: SyntheticScene, out: Union[str, os.PathLike], overwrite: 
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from monst3r.utils.cli_errors import OneLineArgumentParser
+
+    parser = OneLineArgumentParser(
         prog="python -m monst3r.datasets.synthetic",
         description="Generate a synthetic dynamic scene (RGB frames + exact ground truth).")
     parser.add_argument("--out", required=True, help="output folder (must be absent or empty unless --overwrite)")
@@ -812,6 +816,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         out = write_scene(SyntheticScene(config), args.out, overwrite=args.overwrite)
     except Monst3rInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unwritable --out (permissions, read-only or missing parent, full disk)
+        print(f"error: cannot write the scene to {args.out}: {exc.strerror or exc}; choose another --out",
+              file=sys.stderr)
         return 2
     logger.info("wrote %d frames (%dx%d, seed %d) to %s in %.1f s", config.num_frames, width, height, config.seed,
                 out, time.perf_counter() - start)

@@ -42,6 +42,11 @@ class SyntheticDUSt3R(VideoClipDataset):
         self.num_scenes, self.num_frames = int(num_scenes), int(num_frames)
         self.width, self.height = int(width), int(height)
         self.scene_seed, self.num_objects, self.static_camera = int(scene_seed), int(num_objects), bool(static_camera)
+        for name, v, lo, hi in (("num_scenes", self.num_scenes, 1, 10_000), ("num_frames", self.num_frames, 2, 10_000),
+                                ("width", self.width, 16, 4096), ("height", self.height, 16, 4096),
+                                ("num_objects", self.num_objects, 0, 1000)):
+            if not lo <= v <= hi:  # not a sizing the synthetic renderer can serve (absurd values exhaust memory)
+                raise ValueError(f"{name}={v} must be between {lo} and {hi}")
         self._scenes: Dict[int, Any] = {}
         self._on_disk = dataset_location is not None
         super().__init__(*args, dataset_location="" if dataset_location is None else dataset_location,

@@ -86,7 +86,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 def build_eval_parser(prog: Optional[str] = None, mode: Optional[str] = None) -> argparse.ArgumentParser:
     """Stand-alone parser with every evaluation flag (``--mode`` defaults to ``mode`` when given)."""
-    parser = argparse.ArgumentParser(prog=prog, description="MonST3R evaluation (pose / depth)")
+    from monst3r.utils.cli_errors import OneLineArgumentParser
+
+    parser = OneLineArgumentParser(prog=prog, description="MonST3R evaluation (pose / depth)")
     add_eval_arguments(parser)
     if mode is not None:
         parser.set_defaults(mode=mode)

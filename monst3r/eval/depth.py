@@ -109,8 +109,9 @@ def _save_depth(depth: np.ndarray, folder: Path, image_path: str) -> None:
 def run_depth_evaluation(args: argparse.Namespace, model: torch.nn.Module, device: torch.device) -> dict:
     """Predict every image of the dataset (this process's share); rank 0 then scores NYU-v2 when its GT exists.
 
-    Returns ``{'n_images', 'jobs', 'metrics'}`` where ``metrics`` is a
-    :class:`monst3r.eval.video_depth.VideoDepthResult` (NYU with GT) or None.
+    Returns ``{'n_images', 'jobs', 'metrics', 'n_local', 'failed'}`` where ``metrics`` is a
+    :class:`monst3r.eval.video_depth.VideoDepthResult` (NYU with GT) or None, ``n_local`` the number of images
+    of this process and ``failed`` ``{image path: reason}`` for those whose depth could not be predicted.
     """
     from monst3r.eval.runtime import barrier, rank_world, split_for_rank, unwrap
 
@@ -127,11 +128,18 @@ def run_depth_evaluation(args: argparse.Namespace, model: torch.nn.Module, devic
     size = int(getattr(args, "eval_image_size", 512))
     from tqdm.auto import tqdm
 
+    failed: dict[str, str] = {}
     for item in tqdm(mine, disable=args.silent, desc=f"{info.name} depth", unit="img"):
         k, path = item.split("\t", 1)
         folder = jobs[int(k)][1]
         folder.mkdir(parents=True, exist_ok=True)
-        _save_depth(predict_depth(path, model, device, size, crop=not args.no_crop), folder, path)
+        try:  # one unreadable image must not end the run; it is counted and named at the end
+            depth = predict_depth(path, model, device, size, crop=not args.no_crop)
+        except Monst3rInputError as exc:
+            failed[path] = str(exc)
+            log.warning("depth of %s failed: %s", path, exc)
+            continue
+        _save_depth(depth, folder, path)
     barrier()
     metrics = None
     gt_glob = info.depth_gt_glob(root, "")
@@ -139,7 +147,8 @@ def run_depth_evaluation(args: argparse.Namespace, model: torch.nn.Module, devic
         from monst3r.eval.video_depth import evaluate_dataset
 
         metrics = evaluate_dataset("nyu", pred_dir=args.output_dir, root=root, device=str(device))
-    return {"n_images": len(items), "jobs": [(len(f), str(d)) for f, d in jobs], "metrics": metrics}
+    return {"n_images": len(items), "jobs": [(len(f), str(d)) for f, d in jobs], "metrics": metrics,
+            "n_local": len(mine), "failed": failed}
 
 
 def main(args: argparse.Namespace, model: Optional[torch.nn.Module] = None) -> dict:
@@ -164,6 +173,13 @@ def main(args: argparse.Namespace, model: Optional[torch.nn.Module] = None) -> d
     finally:
         finish_distributed(created)
     return out
+
+
+def exit_status(out: dict) -> int:
+    """1 when every image of this process failed, else 0 (``warning:`` line naming the failed ones, if any)."""
+    from monst3r.eval.runtime import report_outcome
+
+    return report_outcome("images", int(out.get("n_local", out["n_images"])), dict(out.get("failed", {})))
 
 
 def _cli(argv: Optional[Sequence[str]] = None) -> int:

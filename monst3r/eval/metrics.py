@@ -134,6 +134,26 @@ def _rank_problem(positions: np.ndarray) -> Optional[str]:
     return None
 
 
+def _tum_rows(rows: ArrayLike, name: str) -> np.ndarray:
+    """``[N, 7]`` float64 view of TUM rows; any other layout is a ValueError (never silently re-chunked)."""
+    arr = np.asarray(rows, dtype=np.float64)
+    if arr.ndim == 0 or arr.shape[-1] != 7 or (arr.ndim > 2 and any(d != 1 for d in arr.shape[:-2])):
+        if not (arr.size == 0 and arr.ndim <= 2):
+            raise ValueError(f"{name}: expected [N, 7] TUM rows (x y z qw qx qy qz), got shape {arr.shape}")
+    return arr.reshape(-1, 7)
+
+
+def _row_problem(rows: np.ndarray, timestamps: np.ndarray) -> Optional[str]:
+    """Why TUM rows cannot be evaluated (non-finite values, zero-norm quaternions), or None."""
+    bad = ~np.isfinite(rows).all(axis=1) | ~np.isfinite(timestamps)
+    if bad.any():
+        return f"non-finite values in {int(bad.sum())} of {len(rows)} poses (first: index {int(np.argmax(bad))})"
+    zero_q = np.linalg.norm(rows[:, 3:], axis=1) < 1e-12
+    if zero_q.any():
+        return f"zero-norm quaternion in {int(zero_q.sum())} of {len(rows)} poses"
+    return None
+
+
 def pose_metrics(pred_rows: ArrayLike, gt_rows: ArrayLike, pred_timestamps: Optional[ArrayLike] = None,
                  gt_timestamps: Optional[ArrayLike] = None, *, seq: Optional[str] = None,
                  max_diff: float = ASSOCIATION_MAX_DIFF) -> PoseMetrics:
@@ -153,7 +173,10 @@ def pose_metrics(pred_rows: ArrayLike, gt_rows: ArrayLike, pred_timestamps: Opti
         original silently pairs prediction k with GT frame k+1; pass ``pred_timestamps=np.arange(M) + 1``
         (or the real frame numbers) to pair the right frames.
     Returns:
-        :class:`PoseMetrics`; degenerate inputs give NaNs and a ``RuntimeWarning`` instead of raising.
+        :class:`PoseMetrics`; degenerate inputs (empty, fewer than 3 matched poses, static or collinear
+        positions, NaN/inf values, zero-norm quaternions) give NaNs and a ``RuntimeWarning`` instead of raising.
+    Raises:
+        ValueError: rows that are not ``[N, 7]``, or timestamps of another length (caller mistakes).
     """
     from evo import main_ape, main_rpe
     from evo.core import metrics as evo_metrics
@@ -161,8 +184,7 @@ def pose_metrics(pred_rows: ArrayLike, gt_rows: ArrayLike, pred_timestamps: Opti
     from evo.core.geometry import GeometryException
     from evo.core.trajectory import PoseTrajectory3D
 
-    pred_rows = np.asarray(pred_rows, dtype=np.float64).reshape(-1, 7)
-    gt_rows = np.asarray(gt_rows, dtype=np.float64).reshape(-1, 7)
+    pred_rows, gt_rows = _tum_rows(pred_rows, "pred_rows"), _tum_rows(gt_rows, "gt_rows")
     pred_ts = (np.arange(len(pred_rows), dtype=np.float64) if pred_timestamps is None
                else np.asarray(pred_timestamps, dtype=np.float64).reshape(-1))
     gt_ts = (np.arange(len(gt_rows), dtype=np.float64) if gt_timestamps is None
@@ -171,6 +193,10 @@ def pose_metrics(pred_rows: ArrayLike, gt_rows: ArrayLike, pred_timestamps: Opti
         raise ValueError("timestamps and poses differ in length")
     if len(pred_rows) == 0 or len(gt_rows) == 0:
         return _degenerate("empty trajectory", 0, seq)
+    for name, rows, ts in (("estimate", pred_rows, pred_ts), ("GT", gt_rows, gt_ts)):
+        problem = _row_problem(rows, ts)
+        if problem:
+            return _degenerate(f"{problem} ({name})", 0, seq)
 
     if len(pred_rows) == len(gt_rows):
         pred_ts = gt_ts.copy()  # index-wise correspondence, as the original does
@@ -217,8 +243,21 @@ def pose_metrics(pred_rows: ArrayLike, gt_rows: ArrayLike, pred_timestamps: Opti
 
 
 def pose_metrics_c2w(pred_c2w: ArrayLike, gt_c2w: ArrayLike, **kwargs: Any) -> PoseMetrics:
-    """:func:`pose_metrics` for ``[M, 4, 4]`` / ``[N, 4, 4]`` camera-to-world matrices (timestamps 0..N-1)."""
-    return pose_metrics(c2w_to_tum_rows(pred_c2w), c2w_to_tum_rows(gt_c2w), **kwargs)
+    """:func:`pose_metrics` for ``[M, 4, 4]`` / ``[N, 4, 4]`` camera-to-world matrices (timestamps 0..N-1).
+    Non-finite matrices give a degenerate (NaN) result like :func:`pose_metrics`; other shapes a ValueError."""
+    rows = []
+    for name, m in (("pred_c2w", pred_c2w), ("gt_c2w", gt_c2w)):
+        a = np.asarray(m.detach().cpu() if hasattr(m, "detach") else m, dtype=np.float64)
+        if a.ndim == 2:
+            a = a[None]
+        if a.ndim != 3 or a.shape[1:] not in ((4, 4), (3, 4)):
+            raise ValueError(f"{name}: expected [N, 4, 4] camera-to-world matrices, got shape {a.shape}")
+        finite = np.isfinite(a).reshape(len(a), -1).all(axis=1)
+        r = np.full((len(a), 7), np.nan)
+        if finite.any():
+            r[finite] = c2w_to_tum_rows(a[finite])
+        rows.append(r)
+    return pose_metrics(rows[0], rows[1], **kwargs)
 
 
 def metric_file_text(seq: str, result: PoseMetrics) -> str:
@@ -233,14 +272,18 @@ def metric_file_text(seq: str, result: PoseMetrics) -> str:
 
 
 _METRIC_PATTERNS = {
-    "ate": re.compile(r"APE w\.r\.t\. translation part \(m\).*?rmse\s+([0-9.]+)", re.DOTALL),
-    "rpe_trans": re.compile(r"RPE w\.r\.t\. translation part \(m\).*?rmse\s+([0-9.]+)", re.DOTALL),
-    "rpe_rot_deg": re.compile(r"RPE w\.r\.t\. rotation angle in degrees \(deg\).*?rmse\s+([0-9.]+)", re.DOTALL),
+    "ate": re.compile(r"APE w\.r\.t\. translation part \(m\).*?rmse\s+([-+0-9.eE]+|nan|inf)", re.DOTALL),
+    "rpe_trans": re.compile(r"RPE w\.r\.t\. translation part \(m\).*?rmse\s+([-+0-9.eE]+|nan|inf)", re.DOTALL),
+    "rpe_rot_deg": re.compile(r"RPE w\.r\.t\. rotation angle in degrees \(deg\).*?rmse\s+([-+0-9.eE]+|nan|inf)",
+                              re.DOTALL),
 }
 
 
 def parse_metric_text(text: str) -> dict[str, float]:
-    """Extract the three rmse values from a metric file text (0.0 for a missing one, as the original)."""
+    """Extract the three rmse values from a metric file text (0.0 for a missing one, as the original).
+
+    ``nan`` / ``inf`` values are read as such (the original's ``[0-9.]+`` pattern turned them into 0.0, a
+    perfect-looking score)."""
     out = {}
     for key, pattern in _METRIC_PATTERNS.items():
         match = pattern.search(text)
@@ -371,17 +414,29 @@ def depth_evaluation(pred: ArrayLike, gt: ArrayLike, max_depth: Optional[float] 
         device: torch device for the computation (default CPU). Arithmetic stays in the input dtype.
     Returns:
         :class:`DepthEvalResult` ``(metrics, error_map, pred_aligned, gt_valid)``; ``metrics`` has the keys of
-        :data:`DEPTH_METRIC_KEYS` (δ as fractions) plus ``valid_pixels`` (float); all 0 if nothing is valid.
+        :data:`DEPTH_METRIC_KEYS` (δ as fractions) plus ``valid_pixels`` (float).
+    NaN instead of a score (with a ``RuntimeWarning``): when no pixel is valid (the previous all-zero result
+    read as a perfect Abs Rel), when a valid pixel of the prediction is NaN/inf, or when the alignment is not
+    finite (e.g. an all-zero prediction with median scaling). Non-finite GT pixels count as invalid (the
+    original kept +inf GT when ``max_depth`` is None and then reported NaN for the whole sequence).
     """
     device = torch.device(device if device is not None else ("cuda" if use_gpu else "cpu"))
     pred_t, gt_t = _as_tensor(pred, device), _as_tensor(gt, device)
     if pred_t.shape != gt_t.shape:
         raise ValueError(f"prediction {tuple(pred_t.shape)} and GT {tuple(gt_t.shape)} differ in shape")
     shape = gt_t.shape
-    mask = gt_t > 0
+    mask = (gt_t > 0) & torch.isfinite(gt_t)
     if max_depth is not None:
         mask = mask & (gt_t < max_depth)
     p, g = pred_t[mask], gt_t[mask]
+    n_bad = int((~torch.isfinite(p)).sum())
+    if n_bad:
+        warnings.warn(f"depth_evaluation: {n_bad} of {p.numel()} valid pixels of the prediction are NaN/inf; "
+                      "metrics set to NaN", RuntimeWarning, stacklevel=2)
+        nan = torch.full(shape, float("nan"), dtype=pred_t.dtype, device=device)
+        gt_valid = torch.where(mask, gt_t, torch.zeros((), dtype=gt_t.dtype, device=device))
+        return DepthEvalResult(_nan_metrics(p.numel()), nan.cpu().numpy(), pred_t.cpu().numpy(),
+                               gt_valid.cpu().numpy())
     if pre_clip_min is not None:
         p = torch.clamp(p, min=pre_clip_min)
     if pre_clip_max is not None:
@@ -392,7 +447,9 @@ def depth_evaluation(pred: ArrayLike, gt: ArrayLike, max_depth: Optional[float] 
 
     scale: Union[torch.Tensor, float] = 1.0
     shift: Union[torch.Tensor, float] = 0.0
-    if p.numel() > 0:
+    if p.numel() > 0 and not align_with_lstsq and not bool(torch.isfinite(torch.median(g) / torch.median(p))):
+        scale = float("nan")  # median(pred) = 0 (e.g. all-zero prediction): every scale-based fit is undefined
+    elif p.numel() > 0:
         if align_with_lstsq:
             pn = p.cpu().numpy()
             a = np.stack([pn, np.ones_like(pn)], axis=-1)
@@ -409,6 +466,7 @@ def depth_evaluation(pred: ArrayLike, gt: ArrayLike, max_depth: Optional[float] 
             scale = torch.clamp(s, min=1e-3)
         else:
             scale = torch.median(g) / torch.median(p)
+    finite_fit = all(bool(torch.isfinite(torch.as_tensor(v)).all()) for v in (scale, shift))
     p = p * scale + shift
     pred_aligned = pred_t * scale + shift
     if disp_input:
@@ -423,18 +481,29 @@ def depth_evaluation(pred: ArrayLike, gt: ArrayLike, max_depth: Optional[float] 
         keep = _as_tensor(custom_mask, device).reshape(shape).bool()[mask]
         p, g = p[keep], g[keep]
 
-    metrics = _depth_metrics(p, g)
+    if p.numel() and (not finite_fit or not bool(torch.isfinite(p).all())):
+        # degenerate alignment, e.g. an all-zero prediction makes the median scale infinite
+        warnings.warn("depth_evaluation: the aligned prediction is not finite (constant or zero prediction?); "
+                      "metrics set to NaN", RuntimeWarning, stacklevel=2)
+        metrics = _nan_metrics(p.numel())
+    else:
+        metrics = _depth_metrics(p, g)
     zero = torch.zeros((), dtype=pred_aligned.dtype, device=device)
     error_map = torch.where(mask, torch.abs(pred_aligned - gt_t) / gt_t, zero)
     gt_valid = torch.where(mask, gt_t, torch.zeros((), dtype=gt_t.dtype, device=device))
     return DepthEvalResult(metrics, error_map.cpu().numpy(), pred_aligned.cpu().numpy(), gt_valid.cpu().numpy())
 
 
+def _nan_metrics(n_valid: int) -> dict[str, float]:
+    return {**{k: float("nan") for k in DEPTH_METRIC_KEYS}, "valid_pixels": float(n_valid)}
+
+
 def _depth_metrics(p: torch.Tensor, g: torch.Tensor) -> dict[str, float]:
-    """Metrics of aligned predictions ``p [N]`` against GT ``g [N]`` (all zeros when N = 0)."""
+    """Metrics of aligned predictions ``p [N]`` against GT ``g [N]`` (NaN when N = 0)."""
     n = p.numel()
     if n == 0:
-        return {**{k: 0.0 for k in DEPTH_METRIC_KEYS}, "valid_pixels": 0.0}
+        warnings.warn("depth_evaluation: no valid GT pixel; metrics set to NaN", RuntimeWarning, stacklevel=3)
+        return _nan_metrics(0)
     diff = p - g
     out = {
         "Abs Rel": torch.mean(torch.abs(diff) / g).item(),
@@ -451,11 +520,20 @@ def _depth_metrics(p: torch.Tensor, g: torch.Tensor) -> dict[str, float]:
 
 
 def weighted_depth_average(results: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """Average per-sequence metrics weighted by ``valid_pixels`` (``np.average``), without that key."""
+    """Average per-sequence metrics weighted by ``valid_pixels`` (``np.average``), without that key.
+
+    Results without valid pixels are left out (NaN when none has any); a NaN result makes the average NaN.
+    Raises ValueError for an empty list."""
     if not results:
         raise ValueError("no depth results to average")
-    weights = np.array([r["valid_pixels"] for r in results], dtype=np.float64)
-    return {k: float(np.average([r[k] for r in results], weights=weights)) for k in DEPTH_METRIC_KEYS}
+    used = [r for r in results if r["valid_pixels"] > 0]
+    if not used:
+        warnings.warn("weighted_depth_average: no result has valid pixels; averages set to NaN", RuntimeWarning,
+                      stacklevel=2)
+        return {k: float("nan") for k in DEPTH_METRIC_KEYS}
+    weights = np.array([r["valid_pixels"] for r in used], dtype=np.float64)
+    # a NaN result (non-finite prediction) keeps its weight: the average becomes NaN, never a plausible score
+    return {k: float(np.average([r[k] for r in used], weights=weights)) for k in DEPTH_METRIC_KEYS}
 
 
 def resize_depth(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -494,6 +494,23 @@ def main(args: argparse.Namespace, model: Optional[torch.nn.Module] = None,
     return summary
 
 
+#: Record statuses that count as a failed sequence in the exit status.
+FAILED_STATUSES = ("failed", "oom", "degenerate")
+
+
+def exit_status(summary: PoseEvalSummary) -> int:
+    """1 (with one ``error:`` line on rank 0) when every sequence failed, else 0 (a ``warning:`` line with the
+    count and names of the failed ones, if any). See :func:`monst3r.eval.runtime.report_outcome`."""
+    import io
+
+    from monst3r.eval.runtime import rank_world, report_outcome
+
+    failed = {r.seq: f"{r.status}: {r.message}" if r.message else r.status
+              for r in summary.records if r.status in FAILED_STATUSES}
+    stream = None if rank_world()[0] == 0 else io.StringIO()
+    return report_outcome("sequences", len(summary.records), failed, stream=stream)
+
+
 def _cli(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m monst3r.eval.pose ...`` (same flags as ``launch.py --mode=eval_pose``)."""
     from monst3r.eval.runtime import run_cli

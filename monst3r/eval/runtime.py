@@ -120,9 +120,37 @@ def build_eval_model(args: argparse.Namespace, device: torch.device) -> torch.nn
     return model.to(device).eval()
 
 
+def report_outcome(what: str, total: int, failed: "dict[str, str]", stream=None) -> int:
+    """Tell the user about failed items of an evaluation run; returns the exit status.
+
+    ``failed``: ``{name: reason}``. Nothing failed: silent, 0. Some failed: one ``warning: K of N <what> failed:
+    names`` line on stderr, 0. All failed (or nothing to evaluate): one ``error: ...`` line, 1 (the original
+    printed its averages over nothing and exited 0).
+    """
+    import sys
+
+    stream = stream if stream is not None else sys.stderr
+    if total > 0 and not failed:
+        return 0
+    shown = "; ".join(f"{k} ({' '.join(str(v).split())[:80]})" for k, v in list(failed.items())[:8])
+    more = f" ... and {len(failed) - 8} more" if len(failed) > 8 else ""
+    if total == 0 or len(failed) >= total:
+        print(f"error: all {total} {what} failed: {shown}{more}" if total else f"error: no {what} to evaluate",
+              file=stream, flush=True)
+        return 1
+    print(f"warning: {len(failed)} of {total} {what} failed: {shown}{more}", file=stream, flush=True)
+    return 0
+
+
+def exit_status(mode_module, result) -> int:
+    """``mode_module.exit_status(result)`` when the evaluation module defines it, else 0."""
+    fn = getattr(mode_module, "exit_status", None)
+    return int(fn(result)) if fn is not None else 0
+
+
 def run_cli(prog: str, mode: str, main, argv=None) -> int:
     """Shared ``python -m monst3r.eval.<x>`` entry: parse the eval flags, run ``main(args)``, print user errors as
-    one line (exit code 2)."""
+    one line (exit code 2); exit code 1 when every sequence failed (see :func:`report_outcome`)."""
     import logging
     import sys
 
@@ -132,8 +160,11 @@ def run_cli(prog: str, mode: str, main, argv=None) -> int:
     args = build_eval_parser(prog, mode=mode).parse_args(argv)
     logging.basicConfig(level=logging.INFO if not args.silent else logging.WARNING, format="%(message)s")
     try:
-        main(args)
+        from monst3r.training import check_launch_args
+
+        check_launch_args(args)
+        result = main(args)
     except Monst3rInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return exit_status(sys.modules[main.__module__], result)

@@ -27,8 +27,10 @@ import argparse
 import glob
 import json
 import logging
+import math
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -61,6 +63,8 @@ class VideoDepthResult:
     kwargs: dict[str, Any]
     per_seq: dict[str, dict[str, float]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    #: sequences (NYU: images) whose files could not be read or whose metrics are NaN, with the reason
+    failed: dict[str, str] = field(default_factory=dict)
 
     @property
     def average(self) -> dict[str, float]:
@@ -70,7 +74,8 @@ class VideoDepthResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "depth_evaluation_kwargs": self.kwargs, "average": self.average,
-                "n_sequences": len(self.per_seq), "per_sequence": self.per_seq, "skipped": self.skipped}
+                "n_sequences": len(self.per_seq), "per_sequence": self.per_seq, "skipped": self.skipped,
+                "failed": self.failed}
 
 
 def depth_kwargs(dataset: str, align: Optional[str] = None, max_depth: Any = _UNSET,
@@ -165,17 +170,49 @@ def evaluate_dataset(dataset: str, pred_dir: Optional[str] = None, root: str = "
     groups, skipped = collect_sequences(info, pred, root, seq_list)
     result = VideoDepthResult(dataset=dataset, kwargs=kw, skipped=skipped)
     for seq, (pred_files, gt_files) in groups.items():
-        gts = [read_gt_depth(f, info.depth_gt_kind) for f in gt_files]
-        preds = [np.load(f) for f in pred_files]
-        if dataset == "nyu":  # one alignment per image, pixel-weighted average over the images
-            for name, p, g in zip(pred_files, preds, gts):
-                res = depth_evaluation(resize_depth(p, g.shape), g, device=device, **kw)
-                result.per_seq[Path(name).stem] = res.metrics
-            continue
-        gt = np.stack(gts)
-        stack = np.stack([resize_depth(p, gt.shape[1:]) for p in preds])
-        result.per_seq[seq] = depth_evaluation(stack, gt, device=device, **kw).metrics
+        try:  # an unreadable or inconsistent file fails its sequence, never the whole run
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # NaN metrics are recorded as failures below
+                if dataset == "nyu":  # one alignment per image, pixel-weighted average over the images
+                    for name, gf in zip(pred_files, gt_files):
+                        try:
+                            g, p = read_gt_depth(gf, info.depth_gt_kind), _load_pred(name)
+                            res = depth_evaluation(resize_depth(p, g.shape), g, device=device, **kw)
+                        except _FILE_ERRORS as exc:
+                            result.failed[Path(name).stem] = _reason(exc)
+                            continue
+                        result.per_seq[Path(name).stem] = res.metrics
+                    continue
+                gts = [read_gt_depth(f, info.depth_gt_kind) for f in gt_files]
+                preds = [_load_pred(f) for f in pred_files]
+                gt = np.stack(gts)
+                stack = np.stack([resize_depth(p, gt.shape[1:]) for p in preds])
+                result.per_seq[seq] = depth_evaluation(stack, gt, device=device, **kw).metrics
+        except _FILE_ERRORS as exc:
+            result.failed[seq] = _reason(exc)
+    for name, m in result.per_seq.items():
+        if any(math.isnan(m[k]) for k in DEPTH_METRIC_KEYS):
+            result.failed[name] = ("no valid GT pixel" if not m["valid_pixels"]
+                                   else "NaN/inf in the prediction or its alignment: metrics are NaN")
+    for name, reason in result.failed.items():
+        log.warning("video depth: %s failed: %s", name, reason)
     return result
+
+
+#: What reading / scoring one sequence may raise for bad files (corrupt .npy / .png / .dpt, sizes that differ).
+_FILE_ERRORS = (OSError, ValueError, EOFError, TypeError, IndexError, Monst3rInputError)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+
+
+def _load_pred(path: str) -> np.ndarray:
+    """A predicted depth map ``[H, W]`` (``.npy``, no pickles)."""
+    arr = np.load(path, allow_pickle=False)
+    if arr.ndim != 2:
+        raise ValueError(f"{path}: expected an [H, W] depth map, got shape {arr.shape}")
+    return arr.astype(np.float32, copy=False)
 
 
 def format_table(result: VideoDepthResult) -> str:
@@ -189,8 +226,11 @@ def format_table(result: VideoDepthResult) -> str:
     rows.append(f"{'average (pixel-weighted)':<28}" + "".join(f"{avg[k]:>12.5f}" for k in keys))
     for seq, reason in result.skipped.items():
         rows.append(f"left out {seq}: {reason}")
+    for seq, reason in result.failed.items():
+        rows.append(f"failed {seq}: {reason}")
     rows.append(f"{result.dataset}: {len(result.per_seq)} {'images' if result.dataset == 'nyu' else 'sequences'} "
-                f"evaluated, {len(result.skipped)} left out; depth_evaluation{result.kwargs}")
+                f"evaluated, {len(result.failed)} failed, {len(result.skipped)} left out; "
+                f"depth_evaluation{result.kwargs}")
     return "\n".join(rows)
 
 
@@ -204,7 +244,9 @@ def _opt_float(text: str) -> Optional[float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m monst3r.eval.video_depth",
+    from monst3r.utils.cli_errors import OneLineArgumentParser
+
+    p = OneLineArgumentParser(prog="python -m monst3r.eval.video_depth",
                                 description="Video-depth metrics of pose-evaluation outputs (Sintel, Bonn, KITTI) "
                                             "or single-frame depth (NYU-v2).")
     p.add_argument("--eval_dataset", "--dataset", dest="eval_dataset", required=True, choices=VIDEO_DATASETS)
@@ -248,7 +290,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
         return 2
     print(f"metrics written to {out}")
-    return 0
+    return exit_status(result)
+
+
+def exit_status(result: VideoDepthResult) -> int:
+    """1 with one ``error:`` line when no sequence (NYU: image) gave metrics, else 0 with a ``warning:`` line
+    naming the failed and left-out ones, if any."""
+    from monst3r.eval.runtime import report_outcome
+
+    bad = {**result.skipped, **result.failed}
+    total = len(set(result.per_seq) | set(bad))
+    return report_outcome("sequences" if result.dataset != "nyu" else "images", total, bad)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,35 @@ class SafeParseError(Monst3rInputError):
 
 _CONST_NAMES = {"inf": math.inf, "nan": math.nan, "True": True, "False": False, "None": None}
 _CONST_ATTRS = {("np", "inf"), ("numpy", "inf"), ("math", "inf"), ("torch", "inf"), ("np", "nan"), ("math", "nan")}
+#: Longest list / tuple / string a ``*`` or ``+`` of literals may build (``[0] * 10**9`` would allocate GBs).
+MAX_SEQUENCE_LEN = 10_000
+#: Largest integer a dataset expression may hold outside ``seed`` arguments (sizes, counts, resolutions): the
+#: original's recipes use 10_000-20_000 pairs per dataset and epoch; far larger values only end in out-of-memory.
+MAX_EXPRESSION_INT = 1_000_000
+#: Largest number of pairs a whole dataset expression may describe (the sampler holds one index per pair).
+MAX_DATASET_LEN = 100_000_000
+
+
+def _bounded_binop(op: type, left: Any, right: Any) -> Any:
+    """``left <op> right`` refusing sequence repetitions / concatenations longer than :data:`MAX_SEQUENCE_LEN`
+    before they are built."""
+    seq = (str, list, tuple)
+    if op is ast.Mult and (isinstance(left, seq) or isinstance(right, seq)):
+        s, n = (left, right) if isinstance(left, seq) else (right, left)
+        if isinstance(n, int) and not isinstance(n, bool) and len(s) * max(n, 0) > MAX_SEQUENCE_LEN:
+            raise SafeParseError(f"a repeated literal of {len(s) * n} items is refused (at most "
+                                 f"{MAX_SEQUENCE_LEN}); write the value you mean explicitly")
+    if op is ast.Add and isinstance(left, seq) and isinstance(right, seq) and \
+            len(left) + len(right) > MAX_SEQUENCE_LEN:
+        raise SafeParseError(f"a literal of {len(left) + len(right)} items is refused (at most {MAX_SEQUENCE_LEN})")
+    try:
+        return _BINOPS[op](left, right)
+    except ZeroDivisionError:
+        raise SafeParseError("division by zero in the expression") from None
+    except TypeError as exc:
+        raise SafeParseError(f"unsupported operands: {exc}") from None
+
+
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.MatMult: operator.matmul, ast.FloorDiv: operator.floordiv}
 
@@ -62,7 +91,7 @@ class _Evaluator:
         if isinstance(node, ast.Call):
             return self._call(node)
         if isinstance(node, ast.BinOp) and self.allow_binops and type(node.op) in _BINOPS:
-            return _BINOPS[type(node.op)](self(node.left), self(node.right))
+            return _bounded_binop(type(node.op), self(node.left), self(node.right))
         raise SafeParseError(f"unsupported expression: {ast.dump(node)[:80]}")
 
     def _call(self, node: ast.Call) -> Any:
@@ -92,11 +121,27 @@ def safe_eval(expr: str, callables: Optional[Mapping[str, Callable]] = None, all
     """
     if not isinstance(expr, str):
         raise SafeParseError(f"expected a string, got {type(expr).__name__}")
+    _check_length(expr, "expression")
     try:
         tree = ast.parse(expr.strip(), mode="eval")
     except SyntaxError as exc:
         raise SafeParseError(f"cannot parse {expr[:120]!r}: {exc.msg}") from None
-    return _Evaluator(callables or {}, allow_binops, names)(tree)
+    except (RecursionError, MemoryError):
+        raise SafeParseError(f"expression {expr[:60]!r}... is too deeply nested") from None
+    try:
+        return _Evaluator(callables or {}, allow_binops, names)(tree)
+    except RecursionError:
+        raise SafeParseError(f"expression {expr[:60]!r}... is too deeply nested") from None
+
+
+#: Longest expression string accepted (the official model string has ~400 characters, the README training set
+#: ~1,500); a megabyte-long string is a mistake and would only exhaust the parser.
+MAX_EXPRESSION_CHARS = 20_000
+
+
+def _check_length(expr: str, what: str) -> None:
+    if len(expr) > MAX_EXPRESSION_CHARS:
+        raise SafeParseError(f"{what} of {len(expr):,} characters is refused (at most {MAX_EXPRESSION_CHARS:,})")
 
 
 # ---------------------------------------------------------------------------------------------- model strings
@@ -148,8 +193,11 @@ def check_expression(expr: str, callables: Mapping[str, Any], names: Mapping[str
     if not isinstance(expr, str) or not expr.strip():
         raise SafeParseError(f"empty {what}")
     text = expr.strip()
+    _check_length(text, what)
     try:
         tree = ast.parse(text, mode="eval")
+    except (RecursionError, MemoryError):
+        raise SafeParseError(f"{what} is too deeply nested") from None
     except SyntaxError as exc:
         where = f" at column {exc.offset}" if exc.offset else ""
         near = f" near {text[max(0, (exc.offset or 1) - 1):][:40]!r}" if exc.offset else ""

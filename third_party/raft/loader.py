@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from monst3r.errors import Monst3rInputError
+from monst3r.utils.files import sniff_file_kind
 
 from .raft import RAFT
 from .sea_raft import SEARAFT, SEARAFTConfig
@@ -73,22 +74,43 @@ def resolve_checkpoint(path_or_name: Union[str, Path, None] = None) -> Path:
 def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     """Read a ``.pth`` (``torch.load(weights_only=True)``) or ``.safetensors`` file to a flat tensor dict."""
     path = Path(path)
+    hint = ("give the SEA-RAFT/RAFT .pth from `bash data/download_ckpt.sh`, or disable the flow loss with "
+            "`--flow_loss_weight 0`")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        sd: Mapping = load_file(str(path))
+        try:
+            sd: Mapping = load_file(str(path))
+        except (SafetensorError, OSError, ValueError, RuntimeError, MemoryError) as exc:
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise Monst3rInputError(f"{path} is not an optical-flow checkpoint: cannot read it as safetensors "
+                                    f"({why}); {hint}") from None
     else:
+        kind = sniff_file_kind(path)
+        if kind is not None:
+            raise Monst3rInputError(f"{path} is not an optical-flow checkpoint: it is {kind}; {hint}")
         try:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        except pickle.UnpicklingError as exc:
+            raise Monst3rInputError(
+                f"refusing to load optical-flow checkpoint {path}: it holds Python objects other than plain weights "
+                f"(never executed; {str(exc).splitlines()[0][:120]}); {hint}") from None
+        except (RuntimeError, EOFError, OSError) as exc:
             raise Monst3rInputError(
                 f"cannot read optical-flow checkpoint {path} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-                f"delete it and run `bash data/download_ckpt.sh` again") from exc
+                f"delete it and run `bash data/download_ckpt.sh` again") from None
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError, UnicodeDecodeError, MemoryError) as exc:
+            raise Monst3rInputError(f"{path} is not an optical-flow checkpoint: cannot unpickle it "
+                                    f"({type(exc).__name__}); {hint}") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(sd, Mapping) and isinstance(sd.get(wrapper), Mapping):
             sd = sd[wrapper]
-    if not isinstance(sd, Mapping):
-        raise Monst3rInputError(f"{path} does not contain a state dict (got {type(sd).__name__})")
+    if not isinstance(sd, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in sd.items()):
+        what = type(sd).__name__ if not isinstance(sd, Mapping) else "a dict whose entries are not all tensors"
+        raise Monst3rInputError(f"{path} is not an optical-flow checkpoint: it does not hold a state dict "
+                                f"(got {what}); {hint}")
     return dict(sd)
 
 
@@ -123,8 +145,15 @@ def detect_architecture(sd: Mapping[str, torch.Tensor]) -> str:
 def build_flow_model(sd: Mapping[str, torch.Tensor]) -> nn.Module:
     """Build the matching network for a normalised state dict and load it strictly (on CPU)."""
     arch = detect_architecture(sd)
-    model: nn.Module = SEARAFT(SEARAFTConfig.from_state_dict(sd)) if arch == "searaft" else RAFT()
-    result = model.load_state_dict(sd, strict=False)
+    try:
+        model: nn.Module = SEARAFT(SEARAFTConfig.from_state_dict(sd)) if arch == "searaft" else RAFT()
+        result = model.load_state_dict(sd, strict=False)
+    except (KeyError, IndexError, ValueError, TypeError, RuntimeError, ZeroDivisionError, MemoryError) as exc:
+        # incomplete SEA-RAFT key set (config inference) or tensors of the wrong shape
+        msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise Monst3rInputError(f"{arch} checkpoint does not match the network ({type(exc).__name__}: {msg}); "
+                                f"is the file truncated or from another model? run `bash data/download_ckpt.sh`"
+                                ) from None
     if result.missing_keys or result.unexpected_keys:
         raise Monst3rInputError(
             f"{arch} checkpoint does not match the network: missing keys {result.missing_keys[:8]}, "

@@ -44,6 +44,10 @@ def missing_dataset_error(name: str, path: str, script: str) -> Monst3rInputErro
         f"(see data/prepare_training.md), or pass its location with the dataset's root argument.")
 
 
+#: Largest training resolution side (not in the original: (100000, 100000) would only exhaust the memory later).
+MAX_RESOLUTION = 4096
+
+
 def parse_resolutions(resolution: Resolution) -> List[Tuple[int, int]]:
     """``224`` -> ``[(224, 224)]``; ``(512, 288)`` -> ``[(512, 288)]``; lists of those -> list of ``(W, H)``.
     Every entry must be landscape or square (``W >= H``)."""
@@ -62,8 +66,9 @@ def parse_resolutions(resolution: Resolution) -> List[Tuple[int, int]]:
                 raise ValueError(f"bad resolution {r!r}: use an int or a (W, H) pair") from None
         if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (w, h)):
             raise ValueError(f"bad resolution {r!r}: W and H must be integers")
-        if w < h:
-            raise ValueError(f"resolution {r!r} must be landscape or square (W >= H)")
+        if not (16 <= h <= w <= MAX_RESOLUTION):
+            raise ValueError(f"resolution {r!r}: W and H must be between 16 and {MAX_RESOLUTION} pixels"
+                             if w >= h else f"resolution {r!r} must be landscape or square (W >= H)")
         out.append((int(w), int(h)))
     return out
 
