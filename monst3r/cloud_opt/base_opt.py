@@ -719,7 +719,9 @@ def global_alignment_loop(net: BasePCOptimizer, lr: float = 0.01, niter: int = 3
 
     Records ``net.history`` (loss before each step, flow value, lr). Returns the last loss as a float, or the net
     itself when nothing is trainable. ``max_iters``: stop after that many iterations of the ``niter`` schedule
-    (for tests and benchmarks).
+    (for tests and benchmarks). Allocation-stable: nothing created in an iteration outlives it (the recorded
+    values go into buffers allocated once, :class:`LoopRecord`), so the process memory does not grow with
+    ``niter`` (tests/test_optimizer_memory.py, bench/bench_rss.py).
     """
     params = [p for p in net.parameters() if p.requires_grad]
     if not params:
