@@ -29,7 +29,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from monst3r.cloud_opt import init_im_poses
-from monst3r.cloud_opt.base_opt import BasePCOptimizer, make_adam
+from monst3r.cloud_opt.base_opt import BasePCOptimizer, LoopRecord, make_adam
 from monst3r.cloud_opt.commons import ALL_DISTS, get_lr, ravel_pad_stack, reverse_edge_index
 from monst3r.cloud_opt.kernels import default_chunk_rows, ego_flow_sum, pair_align_sum
 from monst3r.cloud_opt.losses import depth_regularization_si_weighted
@@ -968,11 +968,11 @@ class PointCloudOptimizer(BasePCOptimizer):
                                    torch.cat((self.im_pp.detach()[s:opt_start], pp_opt)), self._pp[s:e], pw_opt,
                                    norm, adapt)
 
-        losses, flows, lrs = [], [], []
-        loss = None
+        n_run = niter if max_iters is None else min(niter, max_iters)
+        rec = LoopRecord(n_run, self.device, d_opt.dtype)  # nothing of an iteration outlives it (see LoopRecord)
         bar = tqdm(total=niter, disable=not self.verbose, desc=f"window {w_index} [{s}, {e})", leave=False)
         try:
-            for it in range(niter if max_iters is None else min(niter, max_iters)):
+            for it in range(n_run):
                 cur_lr = get_lr(schedule, it / niter, lr, lr_min)
                 for g in optimizer.param_groups:
                     g["lr"] = cur_lr
@@ -980,9 +980,8 @@ class PointCloudOptimizer(BasePCOptimizer):
                 loss, flow = self._loss(ctx, it, variables())
                 loss.backward()
                 optimizer.step()
-                losses.append(loss.detach())
-                flows.append(flow.detach())
-                lrs.append(cur_lr)
+                rec.put(it, loss, flow, cur_lr)
+                del loss, flow
                 bar.update()
         finally:
             bar.close()
@@ -994,8 +993,5 @@ class PointCloudOptimizer(BasePCOptimizer):
             else:
                 self.im_focals.data[opt_start:e] = f_opt.data
             self.im_pp.data[opt_start:e] = pp_opt.data
-        if losses:
-            self.history["loss"].extend(torch.stack(losses).double().cpu().tolist())
-            self.history["flow"].extend(torch.stack(flows).double().cpu().tolist())
-            self.history["lr"].extend(lrs)
-        return float(loss.detach()) if loss is not None else None
+        rec.extend_history(self.history)
+        return rec.last_loss()
