@@ -22,7 +22,9 @@ class ResidualConvUnit(nn.Module):
         self.conv2 = nn.Conv2d(features, features, 3, padding=1, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+        # same arithmetic as the original (non-inplace ReLU on the input, skip on the un-activated x); the second
+        # ReLU and the skip add work in place on fresh conv outputs (saves two allocations of the map)
+        return self.conv2(F.relu(self.conv1(F.relu(x)), inplace=True)).add_(x)
 
 
 class FeatureFusionBlock(nn.Module):
@@ -36,10 +38,13 @@ class FeatureFusionBlock(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor = None) -> torch.Tensor:
         if b is not None:
-            a = a + self.resConfUnit1(b)
+            a = self.resConfUnit1(b).add_(a)  # a + RCU1(b) (float addition commutes exactly)
         a = self.resConfUnit2(a)
-        a = F.interpolate(a, scale_factor=2, mode="bilinear", align_corners=True)
-        return self.out_conv(a)
+        # Deliberate deviation from the original's order (upsample, then out_conv): the 1x1 out_conv runs BEFORE
+        # the upsampling, on 4x fewer pixels. Both are linear and the bilinear weights of every output pixel sum
+        # to 1, so out_conv(up(a)) == up(out_conv(a)) up to float rounding (~1e-7 relative; the golden outputs
+        # stay within tolerance). CPU: saves ~10 ms per head at 160x80.
+        return F.interpolate(self.out_conv(a), scale_factor=2, mode="bilinear", align_corners=True)
 
 
 class Interpolate(nn.Module):
@@ -103,9 +108,13 @@ class DPTOutputAdapter(nn.Module):
         """``tokens``: list of ``[B, N, C_l]`` (N = (H/p)*(W/p), row-major); returns ``[B, C_out, H, W]``."""
         H, W = image_size
         nh, nw = H // self.patch_size, W // self.patch_size
-        # .contiguous(): the rearranged view has channels-last strides, which would make every conv below run
-        # in channels-last layout (slower on CPU: 0.57 s instead of 0.41 s for the small golden model)
-        layers = [rearrange(tokens[h], "b (nh nw) c -> b c nh nw", nh=nh, nw=nw).contiguous() for h in self.hooks]
+        # No .contiguous(): the rearranged view of [B, N, C] tokens has channels-last strides, as in the original,
+        # and every conv / upsampling below then stays channels-last. On CPU that is the fast layout: oneDNN runs
+        # NHWC convs without reordering the activations, upsample_bilinear2d has a vectorised channels-last
+        # kernel (contiguous NCHW inputs take a slow path that copies to channels-last and back), and the
+        # post-processing's norm over xyz reads contiguous memory. Measured (1 thread, CPU time per forward,
+        # small golden model 160x80 B4): 0.61 s channels-last vs 0.74 s with .contiguous() here.
+        layers = [rearrange(tokens[h], "b (nh nw) c -> b c nh nw", nh=nh, nw=nw) for h in self.hooks]
         layers = [post(x) for post, x in zip(self.act_postprocess, layers)]
         layers = [conv(x) for conv, x in zip(self.scratch.layer_rn, layers)]
         s = self.scratch
