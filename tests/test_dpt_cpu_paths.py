@@ -94,3 +94,14 @@ def test_packed_weights_follow_weight_updates_and_deepcopy():
         twin.head[4].bias.add_(1.0)
         torch.testing.assert_close(twin(toks, (80, 160)), after + 1.0, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(dpt(toks, (80, 160)), after, rtol=0, atol=0)
+
+
+def test_packed_weight_cache_is_bounded():
+    dpt = _small_dpt()
+    with torch.no_grad():
+        for B, H, W in [(2, 80, 160), (1, 160, 80), (3, 64, 64), (2, 80, 160)]:
+            toks = _tokens(B, H, W)
+            torch.testing.assert_close(dpt(toks, (H, W)), _reference(dpt, toks, (H, W)), rtol=1e-5, atol=1e-5)
+    if dpt_block._CONV_POINTWISE is not None and torch.backends.mkldnn.is_available():
+        cache = dpt.scratch.refinenet1.resConfUnit2.conv1.__dict__["_packed_weights"]
+        assert 1 <= len([k for k in cache if k != "ident"]) <= 2
