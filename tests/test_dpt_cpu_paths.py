@@ -49,7 +49,7 @@ def _tokens(B, H, W, seed=1):
     return [torch.randn(B, N, c, generator=g) for c in (24, 16, 16, 16)]
 
 
-@pytest.mark.parametrize("B,H,W", [(3, 80, 160), (1, 160, 80), (2, 64, 64)])
+@pytest.mark.parametrize("B,H,W", [(3, 80, 160), (1, 160, 80), (2, 64, 64), (2, 16, 48), (1, 32, 16)])
 def test_dpt_fast_path_matches_spec(B, H, W):
     dpt = _small_dpt()
     toks = _tokens(B, H, W)
