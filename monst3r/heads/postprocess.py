@@ -40,6 +40,11 @@ def reg_dense_conf(x: torch.Tensor, mode: Sequence) -> torch.Tensor:
 def postprocess(out: torch.Tensor, depth_mode: Sequence, conf_mode: Optional[Sequence]) -> Dict[str, torch.Tensor]:
     """``out [B, 3 or 4, H, W]`` -> ``{'pts3d': [B,H,W,3], 'conf': [B,H,W]}`` (conf only when conf_mode)."""
     f = out.permute(0, 2, 3, 1)
+    if not f.is_contiguous():
+        # NCHW head output (the linear head's pixel_shuffle): one copy to [B,H,W,C] first, so that the norm and
+        # the divisions below read contiguous xyz triples instead of three planes H*W apart (CPU: ~4x faster
+        # post-processing). The DPT head's output is already channels-last, and this is a no-op for it.
+        f = f.contiguous()
     res = {"pts3d": reg_dense_depth(f[..., 0:3], depth_mode)}
     if conf_mode is not None:
         res["conf"] = reg_dense_conf(f[..., 3], conf_mode)
