@@ -9,31 +9,25 @@ import os
 import torch
 
 from monst3r.errors import Monst3rInputError
+from monst3r.eval.args import EVAL_DATASET_CHOICES, MODES, add_shared_arguments
+from monst3r.model_loading import ORIGINAL_TRAIN_MODEL_STRING
 
 
 #: The original's default ``--model`` string (with its runs of spaces from line continuations).
-DEFAULT_MODEL = ("AsymmetricCroCo3DStereo(pos_embed='RoPE100', patch_embed_cls='ManyAR_PatchEmbed', "
-                 "                        img_size=(512, 512), head_type='dpt', output_mode='pts3d', "
-                 "depth_mode=('exp', -inf, inf), conf_mode=('exp', 1, inf),                         "
-                 "enc_embed_dim=1024, enc_depth=24, enc_num_heads=16, dec_embed_dim=768, dec_depth=12, "
-                 "dec_num_heads=12, freeze='encoder')")
+DEFAULT_MODEL = ORIGINAL_TRAIN_MODEL_STRING
 DEFAULT_TRAIN_CRITERION = "ConfLoss(Regr3D(L21, norm_mode='avg_dis'), alpha=0.2)"
-EVAL_DATASETS = ["davis", "kitti", "bonn", "scannet", "tum", "nyu", "sintel"]
-
-#: The values of ``--mode``.
-MODES = ("train", "eval_pose", "eval_depth")
+EVAL_DATASETS = list(EVAL_DATASET_CHOICES)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    """The shared parser of ``launch.py`` (training and evaluation flags; original names and defaults).
+    """The parser of ``launch.py`` (training flags, then the flags shared with evaluation declared once by
+    :func:`monst3r.eval.args.add_shared_arguments`; original names and defaults).
 
     Built with ``add_help=False`` like the original; ``launch.py`` adds ``-h``. Flags beyond the original:
     ``--device``, ``--amp_dtype``, ``--pretrained_strict``, ``--stop_after_epochs``.
     """
     p = argparse.ArgumentParser("MonST3R training", add_help=False)
     # model and criteria
-    p.add_argument("--model", default=DEFAULT_MODEL, type=str, help="model constructor string (parsed safely)")
-    p.add_argument("--pretrained", default=None, help="checkpoint to initialise from (ignored when resuming)")
     p.add_argument("--pretrained_strict", default=1, type=int, choices=[0, 1],
                    help="1: every key of --pretrained must match the model; 0: partial init (logs missing keys)")
     p.add_argument("--train_criterion", default=DEFAULT_TRAIN_CRITERION, type=str, help="train criterion")
@@ -42,7 +36,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--train_dataset", default="[None]", type=str, help="training dataset expression")
     p.add_argument("--test_dataset", default="[None]", type=str, help="test dataset expression ('+'-separated)")
     # training
-    p.add_argument("--seed", default=0, type=int, help="random seed (per process: seed + rank)")
     p.add_argument("--batch_size", default=64, type=int, help="pairs per process before symmetrisation")
     p.add_argument("--accum_iter", default=1, type=int, help="gradient accumulation steps")
     p.add_argument("--epochs", default=800, type=int, help="epochs to train")
@@ -55,7 +48,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", type=int, default=0, choices=[0, 1], help="mixed precision for the forward pass")
     p.add_argument("--amp_dtype", type=str, default="fp16", choices=["fp16", "bf16"],
                    help="autocast dtype with --amp 1 (fp16: the original's; bf16 needs no loss scaling)")
-    p.add_argument("--cudnn_benchmark", action="store_true", default=False, help="set cudnn.benchmark")
     p.add_argument("--eval_only", action="store_true", default=False, help="evaluate the test sets once and exit")
     p.add_argument("--fixed_eval_set", action="store_true", default=False, help="test sets always use epoch 0")
     p.add_argument("--resume", default=None, type=str, help="checkpoint to resume (default: auto-resume)")
@@ -66,8 +58,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--world_size", default=1, type=int, help="number of processes (set by torchrun)")
     p.add_argument("--local_rank", default=-1, type=int, help="unused (LOCAL_RANK is read from the environment)")
     p.add_argument("--dist_url", default="env://", help="url used to set up distributed training")
-    p.add_argument("--device", default="auto", type=str,
-                   help="auto (cuda:LOCAL_RANK when CUDA is available, else cpu), cpu, cuda, cuda:N, mps")
     # output
     p.add_argument("--eval_freq", type=int, default=1, help="test every N epochs")
     p.add_argument("--save_freq", default=1, type=int, help="write checkpoint-last.pth every N epochs")
@@ -76,34 +66,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--wandb", action="store_true", default=False, help="log to Weights & Biases")
     p.add_argument("--num_save_visual", default=1, type=int, help="GLB visualisations per epoch (0: none)")
     # evaluation (evaluation.md; shared with --mode=eval_pose / eval_depth)
-    p.add_argument("--mode", default="train", type=str, choices=MODES,
-                   help="train / eval_pose / eval_depth (the original trained on any other value; we refuse it)")
     p.add_argument("--pose_eval_freq", default=0, type=int, help="pose evaluation every N epochs (0: never)")
-    p.add_argument("--pose_eval_stride", default=1, type=int, help="frame stride for pose evaluation")
-    p.add_argument("--scene_graph_type", default="swinstride-5-noncyclic", type=str, help="scene graph")
     p.add_argument("--save_best_pose", action="store_true", default=False, help="save checkpoint-best_pose.pth")
-    p.add_argument("--n_iter", default=300, type=int, help="global-alignment iterations")
-    p.add_argument("--save_pose_qualitative", action="store_true", default=False, help="GLB per sequence")
-    p.add_argument("--temporal_smoothing_weight", default=0.01, type=float, help="temporal smoothing weight")
-    p.add_argument("--not_shared_focal", action="store_true", default=False, help="per-frame focal lengths")
-    p.add_argument("--use_gt_focal", action="store_true", default=False, help="use ground-truth focal lengths")
-    p.add_argument("--pose_schedule", default="linear", type=str, help="pose learning-rate schedule")
-    p.add_argument("--flow_loss_weight", default=0.01, type=float, help="flow loss weight")
-    p.add_argument("--flow_loss_fn", default="smooth_l1", type=str, help="flow loss function")
-    p.add_argument("--use_gt_mask", action="store_true", default=False, help="use ground-truth dynamic masks")
-    p.add_argument("--motion_mask_thre", default=0.35, type=float, help="motion mask threshold")
-    p.add_argument("--sam2_mask_refine", action="store_true", default=False, help="SAM2 mask refinement")
-    p.add_argument("--flow_loss_start_epoch", default=0.1, type=float, help="start of the flow loss")
-    p.add_argument("--flow_loss_thre", default=20, type=float, help="flow loss threshold")
-    p.add_argument("--pxl_thresh", default=50.0, type=float, help="pixel threshold")
-    p.add_argument("--depth_regularize_weight", default=0.0, type=float, help="depth regularisation weight")
-    p.add_argument("--translation_weight", default=1, type=float, help="translation weight")
-    p.add_argument("--silent", action="store_true", default=False, help="no progress bars")
-    p.add_argument("--full_seq", action="store_true", default=False, help="use every sequence")
-    p.add_argument("--seq_list", nargs="+", default=None, help="sequences to evaluate")
-    p.add_argument("--eval_dataset", type=str, default="sintel", choices=EVAL_DATASETS, help="evaluation dataset")
-    p.add_argument("--no_crop", action="store_true", default=False, help="resize instead of crop")
-    p.add_argument("--output_dir", default="./results/tmp", type=str, help="output folder")
+    add_shared_arguments(p, model_default=DEFAULT_MODEL, training=True)
     return p
 
 
@@ -150,7 +115,7 @@ def check_launch_args(args: argparse.Namespace) -> None:
         if v and not str(v).startswith("https://"):
             need(os.path.exists(v), f"--{name} {v}: no such file or folder")
     # the strings, parsed (nothing built) before the model is allocated and the datasets are read
-    from monst3r.model import check_model_config
+    from monst3r.model_loading import check_model_config
     from monst3r.utils.parsing import parse_model_string
 
     if getattr(args, "model", None):

@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from monst3r.model import CheckpointError, check_state_dict
+from monst3r.model_loading import CheckpointError, check_state_dict
 from monst3r.optim_factory import LossScaler
 from monst3r.runtime import is_main_process
 from monst3r.utils.files import sniff_file_kind
