@@ -30,7 +30,8 @@ from monst3r.patch_embed import get_patch_embed
 from monst3r.model_loading import (DEFAULT_HUB_MODEL, OFFICIAL_MODEL_STRING, CheckpointError, build_network,
                                    check_model_config, check_state_dict, load_checkpoint_model,
                                    normalize_for_inference, short_list)
-from monst3r.utils.misc import fill_default_args, freeze_all_params, interleave, is_symmetrized, transposed
+from monst3r.utils.module_setup import fill_default_args, freeze_all_params
+from monst3r.utils.pair_batches import interleave, is_symmetrized, transposed
 from monst3r.utils.parsing import MODEL_KWARGS, parse_model_string
 
 log = logging.getLogger(__name__)

@@ -122,7 +122,7 @@ def check_launch_args(args: argparse.Namespace) -> None:
         check_model_config(parse_model_string(args.model)[1])
     if getattr(args, "mode", None) == "train":
         from monst3r.datasets.loader import check_dataset_expression
-        from monst3r.losses import CRITERIA, CRITERION_NAMES
+        from monst3r.training.criteria import CRITERIA, CRITERION_NAMES
         from monst3r.utils.parsing import check_expression
 
         check_dataset_expression(args.train_dataset)
