@@ -3,7 +3,9 @@
 
 Keys: ``model``, ``optimizer``, ``scaler``, ``args`` (an ``argparse.Namespace`` of plain values), ``epoch`` (last
 COMPLETED epoch), ``best_so_far``, ``best_pose_ate_sofar``; ``checkpoint-final.pth`` holds ``args``, ``model``,
-``epoch`` = ``args.epochs`` and ``best_so_far``. Written by rank 0 only (temporary file + ``os.replace``).
+``epoch`` = ``args.epochs`` and ``best_so_far``. Written by rank 0 only (temporary file + ``os.replace``). All load
+with ``torch.load(weights_only=True)`` once ``argparse.Namespace`` is allow-listed (as
+:func:`monst3r.model.load_model` does).
 """
 from __future__ import annotations
 

@@ -10,12 +10,8 @@ Batches: the loaders yield ``[view1, view2]`` (dicts of collated tensors, see
 (``[a0, b0, a1, b1, ...]`` / ``[b0, a0, ...]``), runs ``model(view1, view2)`` and the criterion
 ``(loss scalar, details)``.
 
-Checkpoints (rank 0, written atomically: temporary file + ``os.replace``): ``checkpoint-last.pth``,
-``checkpoint-best.pth``, ``checkpoint-<epoch>.pth`` (and ``checkpoint-best_pose.pth``) with keys ``model``,
-``optimizer``, ``scaler``, ``args`` (an ``argparse.Namespace`` of plain values), ``epoch`` (last COMPLETED
-epoch), ``best_so_far``, ``best_pose_ate_sofar``; ``checkpoint-final.pth`` (``args``, ``model``, ``epoch`` =
-``args.epochs``, ``best_so_far``). All load with ``torch.load(weights_only=True)`` once ``argparse.Namespace`` is
-allow-listed (as :func:`monst3r.model.load_model` does).
+Checkpoints (``checkpoint-last/best/<epoch>/best_pose/final.pth``, their keys and how they load): see
+:mod:`monst3r.training.checkpoints`.
 
 Differences from the original (see spec 13): ``--test_criterion`` falls back to ``--train_criterion``;
 ``--num_save_visual 0`` disables visualisations; ``--eval_only`` evaluates once and returns; loss scaling is on
