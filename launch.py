@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "4")  # as the original, unless the cal
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from monst3r.training import get_args_parser
+    from monst3r.training.args import get_args_parser
 
     from monst3r.utils.cli_errors import OneLineArgumentParser
 
@@ -50,7 +50,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from monst3r.errors import Monst3rInputError
 
     try:
-        from monst3r.training import check_launch_args
+        from monst3r.training.args import check_launch_args
 
         check_launch_args(args)
         if args.mode.startswith("eval"):
@@ -69,7 +69,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             result = module.main(args)
             if isinstance(result, int):
                 return int(result)
-            from monst3r.eval.runtime import exit_status
+            from monst3r.eval.entry import exit_status
 
             return exit_status(module, result)  # 1 with one error line when every sequence failed
         from monst3r.training import train

@@ -67,7 +67,7 @@ def main(argv=None):
     import demo
     from monst3r.model import model_from_string
     from monst3r.pipeline import StageTimer, reconstruct
-    from monst3r.utils.device import peak_memory_gib, resolve_device
+    from monst3r.runtime import peak_memory_gib, resolve_device
     from third_party.raft import SEARAFT, SEARAFTConfig
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -80,7 +80,7 @@ def loss_of_one_batch(batch: Sequence[Dict], model: torch.nn.Module, criterion=N
             if k not in _KEEP_ON_HOST:
                 view[k] = to_device(view[k], device)
     if symmetrize_batch:
-        from monst3r.utils.misc import interleave
+        from monst3r.utils.pair_batches import interleave
 
         view1, view2 = _make_batch_symmetric(view1, view2, interleave)
     amp_dtype = dtype if dtype is not None else (torch.bfloat16 if use_amp else None)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from monst3r.errors import Monst3rInputError
-from monst3r.utils.device import peak_memory_gib, resolve_device
+from monst3r.runtime import peak_memory_gib, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +350,7 @@ def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: Stag
     from monst3r.cloud_opt import GlobalAlignerMode, global_aligner
     from monst3r.image_pairs import make_pairs
     from monst3r.inference import inference_distributed as inference  # plain inference in a single process
-    from monst3r.utils.device import is_main_process
+    from monst3r.runtime import is_main_process
 
     if len(imgs) == 1:
         import copy
@@ -420,7 +420,7 @@ def run_demo(args) -> Path:
     from monst3r.io import result_folder
     from monst3r.utils.image import load_images
 
-    from monst3r.utils.device import init_distributed_from_env, is_main_process
+    from monst3r.runtime import init_distributed_from_env, is_main_process
 
     out_dir = validate_args(args)
     export_formats = parse_export(args.export)

@@ -260,7 +260,7 @@ def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, dev
             Ks[k] = K0
     parts: list = []
     cache = PairCache(model, device, args, flow_model) if reuse_pairs else None
-    from monst3r.utils.device import is_main_process
+    from monst3r.runtime import is_main_process
     if not is_main_process():
         _follow_chunks(imgs, chunks, args, cache, model, device, predict)
         return None, None

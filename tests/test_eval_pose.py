@@ -20,7 +20,7 @@ from monst3r.eval.args import add_eval_arguments, build_eval_parser
 from monst3r.eval.metadata import EVAL_DATASETS, get_dataset, list_sequences
 from monst3r.eval.metrics import average_metric_files, parse_metric_text, pose_metrics
 from monst3r.eval.pose import adapt_scene_graph
-from monst3r.eval.runtime import split_for_rank
+from monst3r.runtime import split_for_rank
 from monst3r.eval.synthetic_fixtures import IdealPairModel, write_sintel_fixture, write_tum_fixture
 from monst3r.eval.trajectory import load_pred_traj, load_traj
 

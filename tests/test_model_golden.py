@@ -8,7 +8,7 @@ import torch
 
 from golden_weights import golden_state_dict
 from monst3r.model import AsymmetricCroCo3DStereo, load_model, model_from_string
-from monst3r.utils.misc import interleave
+from monst3r.utils.pair_batches import interleave
 
 
 

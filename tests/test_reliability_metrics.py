@@ -165,7 +165,7 @@ def test_weighted_average_never_plausible_for_bad_results():
 
 # ============================================================================ evaluation runs
 def test_report_outcome(capsys):
-    from monst3r.eval.runtime import report_outcome
+    from monst3r.eval.entry import report_outcome
 
     assert report_outcome("sequences", 3, {}) == 0 and capsys.readouterr().err == ""
     assert report_outcome("sequences", 3, {"b": "failed: boom"}) == 0

@@ -17,7 +17,7 @@ from monst3r.datasets.loader import (build_test_loaders, get_data_loader, parse_
                                      split_top_level_terms)
 from monst3r.errors import Monst3rInputError
 from monst3r.utils.parsing import SafeParseError
-from monst3r.utils.train_geometry import rigid_inverse_np
+from monst3r.datasets.camera_geometry import rigid_inverse_np
 
 VIEW_KEYS = {"img", "depthmap", "camera_pose", "camera_intrinsics", "dataset", "label", "instance", "idx",
              "true_shape", "z_far", "pts3d", "valid_mask", "rng"}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from monst3r.losses import L21, ConfLoss, L21Loss, MultiLoss, Regr3D, Regr3D_ScaleShiftInv
+from monst3r.training.criteria import L21, ConfLoss, L21Loss, MultiLoss, Regr3D, Regr3D_ScaleShiftInv
 from monst3r.utils.parsing import SafeParseError, parse_criterion
 
 CASES = ["basic", "even_valid_count", "empty_view2"]

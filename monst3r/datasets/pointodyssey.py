@@ -19,7 +19,7 @@ import numpy as np
 import PIL.Image
 
 from monst3r.datasets.base.video_clips import Sequence_, VideoClipDataset
-from monst3r.utils.train_geometry import rigid_inverse_np
+from monst3r.datasets.camera_geometry import rigid_inverse_np
 
 DEPTH_SCALE = 1000.0 / 65535.0
 

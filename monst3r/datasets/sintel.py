@@ -20,7 +20,7 @@ import numpy as np
 import PIL.Image
 
 from monst3r.datasets.base.video_clips import Sequence_, VideoClipDataset
-from monst3r.utils.train_geometry import rigid_inverse_np
+from monst3r.datasets.camera_geometry import rigid_inverse_np
 
 TAG_FLOAT = 202021.25
 

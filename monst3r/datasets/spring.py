@@ -18,7 +18,7 @@ import PIL.Image
 
 from monst3r.datasets.base.video_clips import Sequence_, VideoClipDataset
 from monst3r.errors import Monst3rInputError
-from monst3r.utils.train_geometry import rigid_inverse_np
+from monst3r.datasets.camera_geometry import rigid_inverse_np
 
 BASELINE = 0.065
 

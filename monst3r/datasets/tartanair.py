@@ -16,7 +16,7 @@ import numpy as np
 import PIL.Image
 
 from monst3r.datasets.base.video_clips import Sequence_, VideoClipDataset
-from monst3r.utils.train_geometry import quat_xyzw_to_rotmat
+from monst3r.datasets.camera_geometry import quat_xyzw_to_rotmat
 
 TARTANAIR_K = np.array([[320.0, 0, 320.0], [0, 320.0, 240.0], [0, 0, 1]])
 

@@ -113,7 +113,7 @@ def run_depth_evaluation(args: argparse.Namespace, model: torch.nn.Module, devic
     :class:`monst3r.eval.video_depth.VideoDepthResult` (NYU with GT) or None, ``n_local`` the number of images
     of this process and ``failed`` ``{image path: reason}`` for those whose depth could not be predicted.
     """
-    from monst3r.eval.runtime import barrier, rank_world, split_for_rank, unwrap
+    from monst3r.runtime import barrier, rank_world, split_for_rank, unwrap
 
     info = get_dataset(args.eval_dataset)
     root = str(getattr(args, "eval_data_root", ".") or ".")
@@ -153,8 +153,9 @@ def run_depth_evaluation(args: argparse.Namespace, model: torch.nn.Module, devic
 
 def main(args: argparse.Namespace, model: Optional[torch.nn.Module] = None) -> dict:
     """``launch.py --mode=eval_depth``: set up, predict, print where the maps are (and the NYU metrics)."""
-    from monst3r.eval.runtime import build_eval_model, finish_distributed, init_distributed, rank_world, \
-        resolve_eval_device, seed_everything
+    from monst3r.eval.entry import build_eval_model
+    from monst3r.runtime import finish_distributed, init_distributed, rank_world, resolve_eval_device, \
+        seed_everything
 
     created = init_distributed(args)
     try:
@@ -177,14 +178,14 @@ def main(args: argparse.Namespace, model: Optional[torch.nn.Module] = None) -> d
 
 def exit_status(out: dict) -> int:
     """1 when every image of this process failed, else 0 (``warning:`` line naming the failed ones, if any)."""
-    from monst3r.eval.runtime import report_outcome
+    from monst3r.eval.entry import report_outcome
 
     return report_outcome("images", int(out.get("n_local", out["n_images"])), dict(out.get("failed", {})))
 
 
 def _cli(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m monst3r.eval.depth ...`` (same flags as ``launch.py --mode=eval_depth``)."""
-    from monst3r.eval.runtime import run_cli
+    from monst3r.eval.entry import run_cli
 
     return run_cli("python -m monst3r.eval.depth", "eval_depth", main, argv)
 

@@ -51,9 +51,10 @@ import torch
 from monst3r.errors import Monst3rInputError
 from monst3r.eval.metadata import EvalDataset, get_dataset, list_sequences
 from monst3r.eval.metrics import metric_file_text, parse_metric_text, pose_metrics
-from monst3r.eval.runtime import all_gather, build_eval_model, finish_distributed, init_distributed, rank_world, \
-    resolve_eval_device, seed_everything, split_for_rank, unwrap
+from monst3r.eval.entry import build_eval_model
 from monst3r.eval.trajectory import load_traj
+from monst3r.runtime import all_gather, finish_distributed, init_distributed, rank_world, resolve_eval_device, \
+    seed_everything, split_for_rank, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -500,10 +501,11 @@ FAILED_STATUSES = ("failed", "oom", "degenerate")
 
 def exit_status(summary: PoseEvalSummary) -> int:
     """1 (with one ``error:`` line on rank 0) when every sequence failed, else 0 (a ``warning:`` line with the
-    count and names of the failed ones, if any). See :func:`monst3r.eval.runtime.report_outcome`."""
+    count and names of the failed ones, if any). See :func:`monst3r.eval.entry.report_outcome`."""
     import io
 
-    from monst3r.eval.runtime import rank_world, report_outcome
+    from monst3r.eval.entry import report_outcome
+    from monst3r.runtime import rank_world
 
     failed = {r.seq: f"{r.status}: {r.message}" if r.message else r.status
               for r in summary.records if r.status in FAILED_STATUSES}
@@ -513,7 +515,7 @@ def exit_status(summary: PoseEvalSummary) -> int:
 
 def _cli(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m monst3r.eval.pose ...`` (same flags as ``launch.py --mode=eval_pose``)."""
-    from monst3r.eval.runtime import run_cli
+    from monst3r.eval.entry import run_cli
 
     return run_cli("python -m monst3r.eval.pose", "eval_pose", main, argv)
 

@@ -269,7 +269,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     overrides = {k: getattr(args, k) for k in ("max_depth", "post_clip_max") if getattr(args, k) is not _UNSET}
     try:
-        from monst3r.utils.device import resolve_device
+        from monst3r.runtime import resolve_device
 
         device = str(resolve_device(args.device))
         result = evaluate_dataset(args.eval_dataset, args.pred_dir, args.eval_data_root, args.seq_list,
@@ -296,7 +296,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def exit_status(result: VideoDepthResult) -> int:
     """1 with one ``error:`` line when no sequence (NYU: image) gave metrics, else 0 with a ``warning:`` line
     naming the failed and left-out ones, if any."""
-    from monst3r.eval.runtime import report_outcome
+    from monst3r.eval.entry import report_outcome
 
     bad = {**result.skipped, **result.failed}
     total = len(set(result.per_seq) | set(bad))

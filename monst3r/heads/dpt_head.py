@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from croco.models.dpt_block import DPTOutputAdapter
-from monst3r.heads.postprocess import postprocess
+from monst3r.heads.activation import postprocess
 
 
 class PixelwiseTaskWithDPT(nn.Module):

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monst3r.heads.postprocess import postprocess
+from monst3r.heads.activation import postprocess
 
 
 class LinearPts3d(nn.Module):

@@ -232,10 +232,10 @@ def parse_criterion(expr: str):
     """Criterion string -> loss module, e.g. ``ConfLoss(Regr3D(L21, norm_mode='avg_dis'), alpha=0.2)``,
     ``Regr3D_ScaleShiftInv(L21, gt_scale=True)``, ``0.5 * Regr3D(L21) + ConfLoss(...)``.
 
-    Names: the loss classes of :data:`monst3r.losses.CRITERIA` and the bare ``L21``. Errors (unknown name, wrong
+    Names: the loss classes of :data:`monst3r.training.criteria.CRITERIA` and the bare ``L21``. Errors (unknown name, wrong
     argument, not a loss) raise :class:`SafeParseError` naming the offending part.
     """
-    from monst3r import losses
+    from monst3r.training import criteria as losses
 
     check_expression(expr, losses.CRITERIA, losses.CRITERION_NAMES, "criterion")
     try:

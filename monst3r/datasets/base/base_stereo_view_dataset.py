@@ -29,7 +29,7 @@ from monst3r.datasets.base.cropping import crop_resize_view
 from monst3r.datasets.base.easy_dataset import EasyDataset
 from monst3r.datasets.base.transforms import ImgNorm, resolve_transform
 from monst3r.errors import Monst3rInputError
-from monst3r.utils.train_geometry import depthmap_to_world_points
+from monst3r.datasets.camera_geometry import depthmap_to_world_points
 
 log = logging.getLogger(__name__)
 

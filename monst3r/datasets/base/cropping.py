@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import PIL.Image
 
-from monst3r.utils.train_geometry import colmap_to_opencv_intrinsics, opencv_to_colmap_intrinsics
+from monst3r.datasets.camera_geometry import colmap_to_opencv_intrinsics, opencv_to_colmap_intrinsics
 
 Box = Tuple[int, int, int, int]
 

@@ -1,4 +1,4 @@
-"""Head post-processing: raw ``[B, C, H, W]`` output -> ``pts3d [B, H, W, 3]`` and ``conf [B, H, W]``.
+"""Head output activation: raw ``[B, C, H, W]`` output -> ``pts3d [B, H, W, 3]`` and ``conf [B, H, W]``.
 
 Spec model.md 4.4. ``depth_mode = (mode, vmin, vmax)``: the original asserts infinite bounds, so vmin/vmax are
 dead parameters; we raise a clear ValueError for finite bounds instead of an assertion.

@@ -1,28 +1,13 @@
-"""Small helpers of the network (spec model.md 3.8)."""
+"""Pair batches of the network (spec model.md 3.8): :func:`is_symmetrized` (is a batch of mirror pairs),
+:func:`interleave` (``[a..], [b..] -> [a0,b0,..], [b0,a0,..]``), :func:`transposed` (swap H and W of predictions).
+
+Module set-up helpers of the network are in :mod:`monst3r.utils.module_setup`. (``cloud_opt``'s
+``is_symmetrized(edges)`` answers the same question for a pair graph's edge list.)"""
 from __future__ import annotations
 
-import inspect
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Tuple
 
 import torch
-
-
-def fill_default_args(kwargs: Dict, func) -> Dict:
-    """Add every defaulted parameter of ``func``'s signature missing from ``kwargs`` (in place); returns it."""
-    for name, p in inspect.signature(func).parameters.items():
-        if p.default is not inspect.Parameter.empty and name not in kwargs:
-            kwargs[name] = p.default
-    return kwargs
-
-
-def freeze_all_params(modules: Sequence) -> None:
-    """``requires_grad=False`` on every parameter of each module (or on a bare Parameter)."""
-    for m in modules:
-        if isinstance(m, torch.nn.Parameter):
-            m.requires_grad = False
-        else:
-            for p in m.parameters():
-                p.requires_grad = False
 
 
 def is_symmetrized(view1: Dict, view2: Dict) -> bool:

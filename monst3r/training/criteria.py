@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from monst3r.utils.train_geometry import (geotrf, inv, joint_center_and_scale, joint_depth_median,
+from monst3r.training.loss_geometry import (geotrf, inv, joint_center_and_scale, joint_depth_median,
                                           normalize_pointcloud)
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,82 @@
+"""What the evaluation entry points share beyond :mod:`monst3r.runtime`: the network from ``--model`` /
+``--pretrained``, the report of failed sequences, the exit status and the ``python -m monst3r.eval.<x>`` entry.
+
+``launch.py`` parses the arguments and calls ``monst3r.eval.pose.main(args)`` / ``monst3r.eval.depth.main(args)``
+without setting anything up, so the entry points do it (evaluation spec §1): process group, devices and seeds
+from :mod:`monst3r.runtime`, the network from :func:`build_eval_model`.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+
+import torch
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_eval_model", "report_outcome", "exit_status", "run_cli"]
+
+
+def build_eval_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
+    """``--model`` (parsed safely) initialised from ``--pretrained`` (``ckpt['model']``, a model folder or a
+    ``.safetensors`` file; strict unless ``--pretrained_strict 0``); random weights, with a warning, without it."""
+    from monst3r.model import model_from_string
+
+    model = model_from_string(args.model, for_inference=True)
+    if getattr(args, "pretrained", None):
+        from monst3r.training.checkpoints import load_pretrained
+
+        load_pretrained(model, args.pretrained, strict=bool(getattr(args, "pretrained_strict", 1)))
+    else:
+        log.warning("no --pretrained checkpoint: evaluating a randomly initialised network")
+    return model.to(device).eval()
+
+
+def report_outcome(what: str, total: int, failed: "dict[str, str]", stream=None) -> int:
+    """Tell the user about failed items of an evaluation run; returns the exit status.
+
+    ``failed``: ``{name: reason}``. Nothing failed: silent, 0. Some failed: one ``warning: K of N <what> failed:
+    names`` line on stderr, 0. All failed (or nothing to evaluate): one ``error: ...`` line, 1 (the original
+    printed its averages over nothing and exited 0).
+    """
+    import sys
+
+    stream = stream if stream is not None else sys.stderr
+    if total > 0 and not failed:
+        return 0
+    shown = "; ".join(f"{k} ({' '.join(str(v).split())[:80]})" for k, v in list(failed.items())[:8])
+    more = f" ... and {len(failed) - 8} more" if len(failed) > 8 else ""
+    if total == 0 or len(failed) >= total:
+        print(f"error: all {total} {what} failed: {shown}{more}" if total else f"error: no {what} to evaluate",
+              file=stream, flush=True)
+        return 1
+    print(f"warning: {len(failed)} of {total} {what} failed: {shown}{more}", file=stream, flush=True)
+    return 0
+
+
+def exit_status(mode_module, result) -> int:
+    """``mode_module.exit_status(result)`` when the evaluation module defines it, else 0."""
+    fn = getattr(mode_module, "exit_status", None)
+    return int(fn(result)) if fn is not None else 0
+
+
+def run_cli(prog: str, mode: str, main, argv=None) -> int:
+    """Shared ``python -m monst3r.eval.<x>`` entry: parse the eval flags, run ``main(args)``, print user errors as
+    one line (exit code 2); exit code 1 when every sequence failed (see :func:`report_outcome`)."""
+    import logging
+    import sys
+
+    from monst3r.errors import Monst3rInputError
+    from monst3r.eval.args import build_eval_parser
+
+    args = build_eval_parser(prog, mode=mode).parse_args(argv)
+    logging.basicConfig(level=logging.INFO if not args.silent else logging.WARNING, format="%(message)s")
+    try:
+        from monst3r.training.args import check_launch_args
+
+        check_launch_args(args)
+        result = main(args)
+    except Monst3rInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return exit_status(sys.modules[main.__module__], result)
