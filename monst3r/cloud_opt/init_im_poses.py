@@ -21,7 +21,7 @@ import torch
 from scipy.sparse.csgraph import minimum_spanning_tree as _scipy_mst
 from scipy.spatial.distance import pdist
 
-from monst3r.cloud_opt.commons import compute_edge_scores, edge_str
+from monst3r.cloud_opt.edges import compute_edge_scores, edge_str
 from monst3r.errors import Monst3rInputError
 from monst3r.utils.geometry import geotrf, inv, sRT_to_4x4, xy_grid
 
