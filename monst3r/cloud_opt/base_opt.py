@@ -1,7 +1,7 @@
 """State shared by all global-alignment modes (optimizer.md section 3): ``BasePCOptimizer``.
 
 Parsing of the network output: ``scene_inputs.py``; results and writers: ``scene_results.py``; the optimisation
-loop: ``adam_loop.py``; initialisations: ``init_im_poses.py``.
+loop: ``adam_loop.py``; initialisations: ``scene_init.py`` (applies what ``init_im_poses.py`` computes).
 
 Data layout: per-edge predictions and confidences are stacked once into padded buffers (``[E, maxHW, ...]``,
 each image raveled row-major and zero padded to the largest area), so that the whole scene moves with
@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Sequence
+from typing import Any
 
 import roma
 import torch
 import torch.nn as nn
 
-from monst3r.cloud_opt import init_im_poses
 from monst3r.cloud_opt.adam_loop import global_alignment_loop
 from monst3r.cloud_opt.align_flow_kernels import quat_param_to_rotmat_fast, signed_expm1_fn
 from monst3r.cloud_opt.edges import check_edges, edge_str, is_symmetric_edge_set
@@ -26,6 +25,7 @@ from monst3r.cloud_opt.loss_weights import ALL_DISTS, get_conf_trf
 from monst3r.cloud_opt.padded_rows import nonfinite_rows, ravel_pad_stack, stack_rows
 from monst3r.cloud_opt.scene_inputs import (check_user_masks, image_shapes, pair_predictions, parse_edges,
                                              view_extras)
+from monst3r.cloud_opt.scene_init import SceneInit
 from monst3r.cloud_opt.scene_results import SceneResults
 from monst3r.errors import Monst3rInputError
 from monst3r.utils.geometry import intrinsics_from_focal_pp, signed_log1p
@@ -34,7 +34,7 @@ from monst3r.utils.timing import StageTimer
 log = logging.getLogger(__name__)
 
 
-class BasePCOptimizer(SceneResults, nn.Module):
+class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
     """Common state of the global aligners: pairwise predictions, confidences, pair poses.
 
     Args (defaults of the original): ``dist`` 'l1' (Euclidean distance) or 'l2'; ``conf`` transform of the
@@ -330,23 +330,6 @@ class BasePCOptimizer(SceneResults, nn.Module):
             adapt = adapt - adapt.mean(dim=1, keepdim=True)
         return (adapt / self.pw_break).exp()
 
-    @torch.no_grad()
-    def _init_pw_poses_from_pts3d(self, pts3d: Sequence[torch.Tensor]) -> None:
-        """Pair pose of every edge = similarity registering its view-1 prediction onto image i's world points."""
-        pi = self._stacked_pred_i
-        ci = self._stacked_conf_i
-        if self.same_size:
-            ei = self._ei.tolist()
-            for c in range(0, self.n_edges, 64):  # batched registration, in chunks to bound memory
-                tgt = torch.stack([pts3d[i].reshape(-1, 3) for i in ei[c:c + 64]])
-                s, R, T = init_im_poses.rigid_points_registration(pi[c:c + 64], tgt, conf=ci[c:c + 64], batch_dims=1)
-                for k in range(len(tgt)):
-                    self._set_pose(self.pw_poses, c + k, R[k], T[k], scale=s[k])
-        else:
-            for e, (i, j) in enumerate(self.edges):
-                i_j = edge_str(i, j)
-                s, R, T = init_im_poses.rigid_points_registration(self.pred_i[i_j], pts3d[i], conf=self.conf_i[i_j])
-                self._set_pose(self.pw_poses, e, R, T, scale=s)
 
     # ------------------------------------------------------------------------------------------------------
     # to be provided by the modes
@@ -421,14 +404,6 @@ class BasePCOptimizer(SceneResults, nn.Module):
         synchronised at both ends). Phases: 'flows', 'self_masks', 'sam2' (construction), 'init', 'loop'."""
         return StageTimer(self.device, self.timings)(name)
 
-    def initialize(self, init: str | None, niter_PnP: int = 10):
-        if init is None:
-            return self
-        if init in ("msp", "mst"):
-            return init_im_poses.init_minimum_spanning_tree(self, niter_PnP=niter_PnP)
-        if init == "known_poses":
-            return init_im_poses.init_from_known_poses(self, min_conf_thr=self.min_conf_thr, niter_PnP=niter_PnP)
-        raise ValueError(f"bad value for init: {init!r}; use 'mst', 'known_poses' or None")
 
     def _run_loop(self, **kw):
         return global_alignment_loop(self, **kw)

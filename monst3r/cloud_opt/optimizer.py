@@ -24,7 +24,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from monst3r.cloud_opt import init_im_poses
 from monst3r.cloud_opt.adam_loop import run_adam
 from monst3r.cloud_opt.alignment_loss import AlignmentLoss, DecodedVariables, SubProblem
 from monst3r.cloud_opt.base_opt import BasePCOptimizer
@@ -74,7 +73,6 @@ class PointCloudOptimizer(ScenePresets, AlignmentLoss, BasePCOptimizer):
                  sam2_checkpoint: str | None = None, sam2_config: str | None = None, chunk_size: int | None = None,
                  niter_PnP_pairs: int = 100, sam2_predictor=None, **kw: Any):
         super().__init__(*args, **kw)
-        N, A, dev = self.n_imgs, self.max_area, self.device
         self.focal_break = focal_break
         self.shared_focal = shared_focal
         self.optimize_pp = optimize_pp
@@ -102,22 +100,7 @@ class PointCloudOptimizer(ScenePresets, AlignmentLoss, BasePCOptimizer):
         self.sam2_dynamic_masks = None
         self.init_depthmaps: list[torch.Tensor] | None = None
 
-        # parameters
-        self.im_depthmaps = nn.Parameter(torch.randn(N, A, device=dev) / 10 - 3)
-        self.im_poses = nn.Parameter(self.rand_pose((N, self.POSE_DIM)).float().to(dev))
-        default_focals = torch.tensor([self.focal_break * np.log(max(H, W)) for H, W in self.imshapes],
-                                      dtype=torch.float32, device=dev)
-        self.im_focals = nn.Parameter(default_focals[:1].clone().view(1, 1) if shared_focal
-                                      else default_focals.view(N, 1).clone())
-        self.im_pp = nn.Parameter(torch.zeros(N, 2, device=dev))
-        self.im_pp.requires_grad_(optimize_pp)
-        self.register_buffer("_pp", torch.tensor([(W / 2, H / 2) for H, W in self.imshapes],
-                                                 dtype=torch.float32, device=dev), persistent=False)
-        grids = [xy_grid(W, H, device=dev, dtype=torch.float32).reshape(-1, 2) for H, W in self.imshapes]
-        # pixel grids, channels-first [N, 2, maxHW] (zero padded)
-        self.register_buffer("_grid", ravel_pad_stack(grids, A, 1).to(dev).transpose(1, 2).contiguous(),
-                             persistent=False)
-        self.register_buffer("_root_mask", torch.zeros(N, dtype=torch.bool, device=dev), persistent=False)
+        self._init_parameters()
 
         # optical flow, motion masks: computed by the step before optimisation (flows_and_masks.py)
         self.pair_flows = PairFlows()
@@ -143,6 +126,26 @@ class PointCloudOptimizer(ScenePresets, AlignmentLoss, BasePCOptimizer):
         if prev_video_results is not None:
             self._preset_prev_results(prev_video_results)
         self._full_ctx: SubProblem | None = None
+
+    def _init_parameters(self) -> None:
+        """Random parameters (as the original) and the constant buffers: principal-point base ``[N, 2]``, pixel
+        grids ``[N, 2, maxHW]``, gauge-anchor mask ``[N]``."""
+        N, A, dev = self.n_imgs, self.max_area, self.device
+        self.im_depthmaps = nn.Parameter(torch.randn(N, A, device=dev) / 10 - 3)
+        self.im_poses = nn.Parameter(self.rand_pose((N, self.POSE_DIM)).float().to(dev))
+        default_focals = torch.tensor([self.focal_break * np.log(max(H, W)) for H, W in self.imshapes],
+                                      dtype=torch.float32, device=dev)
+        self.im_focals = nn.Parameter(default_focals[:1].clone().view(1, 1) if self.shared_focal
+                                      else default_focals.view(N, 1).clone())
+        self.im_pp = nn.Parameter(torch.zeros(N, 2, device=dev))
+        self.im_pp.requires_grad_(self.optimize_pp)
+        self.register_buffer("_pp", torch.tensor([(W / 2, H / 2) for H, W in self.imshapes],
+                                                 dtype=torch.float32, device=dev), persistent=False)
+        grids = [xy_grid(W, H, device=dev, dtype=torch.float32).reshape(-1, 2) for H, W in self.imshapes]
+        # pixel grids, channels-first [N, 2, maxHW] (zero padded)
+        self.register_buffer("_grid", ravel_pad_stack(grids, A, 1).to(dev).transpose(1, 2).contiguous(),
+                             persistent=False)
+        self.register_buffer("_root_mask", torch.zeros(N, dtype=torch.bool, device=dev), persistent=False)
 
     # ------------------------------------------------------------------------------------------------------
     # flows and masks
@@ -240,13 +243,9 @@ class PointCloudOptimizer(ScenePresets, AlignmentLoss, BasePCOptimizer):
         self._full_ctx = None
         if init in ("msp", "mst") and self.n_prev_frames:
             self._root_mask.zero_()
-            return init_im_poses.init_from_previous_result(self, self.n_prev_frames, niter_PnP=niter_PnP)
+            return self._init_from_previous_result(self.n_prev_frames, niter_PnP=niter_PnP)
         if init in ("msp", "mst"):
-            pts3d, _, im_focals, im_poses, trav = init_im_poses.minimum_spanning_tree(
-                self.imshapes, self.edges, self.pred_i, self.pred_j, self.conf_i, self.conf_j, self.im_conf,
-                self.min_conf_thr, self.device, has_im_poses=True, niter_PnP=niter_PnP, faithful=self.faithful,
-                return_traversal=True)
-            init_im_poses.init_from_pts3d(self, pts3d, im_focals, im_poses)
+            trav = self._init_minimum_spanning_tree(niter_PnP=niter_PnP, return_traversal=True)
             self._root_mask.zero_()
             if self.im_poses.requires_grad:
                 self._root_mask[trav[0][0]] = True  # gauge anchor: translation stays exactly 0
