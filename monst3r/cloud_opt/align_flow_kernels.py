@@ -1,4 +1,7 @@
-"""Fused, chunked autograd functions for the two heavy loss terms (channels-first layout ``[rows, 3, HW]``).
+"""Fused, chunked autograd functions computing the two heavy loss terms of the optimizer, the pairwise
+alignment sum (:func:`pair_align_sum`, optimizer.md 5.1) and the ego-flow versus optical-flow sum
+(:func:`ego_flow_sum`, 5.3), in the channels-first layout ``[rows, 3, HW]``; plus the pose decoding
+(:func:`quat_param_to_rotmat_fast`, :func:`signed_expm1_fn`).
 
 Both terms are sums over many pairs of per-pixel costs whose inputs (pair predictions, optical flows) are
 large and constant, while the variables they depend on are small (world points per image, one pose per pair).

@@ -71,7 +71,6 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
         self.pw_break = pw_break
         self.norm_pw_scale = True
         self.rand_pose = rand_pose
-        self._root_idx: int | None = None
         self._cache: dict[str, Any] = {}
         self.history: dict[str, list] = dict(loss=[], flow=[], lr=[])
         self.timings: dict[str, float] = {}

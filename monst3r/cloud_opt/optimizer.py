@@ -55,7 +55,7 @@ class PointCloudOptimizer(ScenePresets, AlignmentLoss, BasePCOptimizer):
     ``flow_use_validity`` (also ignore pixels failing the forward-backward check; off = the original's loss);
     ``sam2_checkpoint`` / ``sam2_config``; ``sam2_predictor`` (an already-built SAM2 video predictor, re-used
     instead of building one: the streaming mode shares one across its chunks); ``chunk_size`` (pairs per chunk of the loss kernels, all modes;
-    default: a per-device pixel budget, see ``kernels.CHUNK_PIXELS``);
+    default: a per-device pixel budget, see ``align_flow_kernels.CHUNK_PIXELS``);
     ``niter_PnP_pairs`` (RANSAC iterations of the motion-mask pair views, 100); ``faithful`` (see base class).
     """
 

@@ -45,7 +45,6 @@ class SceneInit:
             self.imshapes, self.edges, self.pred_i, self.pred_j, self.conf_i, self.conf_j, self.im_conf,
             self.min_conf_thr, self.device, has_im_poses=self.has_im_poses, niter_PnP=niter_PnP,
             faithful=self.faithful, return_traversal=True)
-        self._root_idx = None
         self._init_from_pts3d(pts3d, im_focals, im_poses)
         return trav if return_traversal else self
 
