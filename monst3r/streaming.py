@@ -141,7 +141,7 @@ class PairCache:
     def flows_for(self, pairs):
         """``(flow_ij, flow_ji, valid_i, valid_j)`` of every pair (what the optimizer computes itself otherwise:
         the flow network on each unordered pair once, 20 iterations, chunks of 12)."""
-        from monst3r.cloud_opt.motion import compute_pair_flows
+        from monst3r.cloud_opt.optical_flow import compute_pair_flows
         from monst3r.pipeline import _flow_model
 
         keys = [self._key(x, y) for x, y in pairs]

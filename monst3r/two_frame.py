@@ -14,7 +14,7 @@ touched, and so that they are part of the one atomic write and replaced by a re-
     forward_flow.npy/.png    RAFT flow frame 0 -> 1 ``[H, W, 2]`` and its colour-wheel picture
     backward_flow.npy/.png   RAFT flow frame 1 -> 0
 
-The ego flow is ``monst3r.cloud_opt.motion_mask.ego_flow`` (the same projection as the original's numpy
+The ego flow is ``monst3r.cloud_opt.self_masks.ego_flow`` (the same projection as the original's numpy
 ``compute_optical_flow``: unproject with K_0, move by inv(c2w_1) c2w_0, project with K_1; its 1e-6 guards
 differ by ~1e-6 relative). A constant error map normalises to zeros here (the original divides by zero).
 """
@@ -47,7 +47,7 @@ def two_frame_motion_mask(result, flow_model, threshold: float = 0.35, iters: in
     ``error``, ``normalized``, ``binary``, ``error_bw``, ``normalized_bw``, ``binary_bw`` (``[H, W]``) and
     ``flow``, ``flow_bw`` (``[H, W, 2]``).
     """
-    from monst3r.cloud_opt.motion_mask import ego_flow
+    from monst3r.cloud_opt.self_masks import ego_flow
 
     if result.n_frames != 2 or result.frame_shape(0) != result.frame_shape(1):
         raise ValueError("the two-frame motion mask needs exactly two frames of one size")

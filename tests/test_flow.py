@@ -16,13 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from monst3r.cloud_opt.motion import (
-    Sam2Refinement,
-    compute_pair_flows,
-    flow_consistency_terms,
-    flow_validity_mask,
-    refine_motion_masks_with_sam2,
-)
+from monst3r.cloud_opt.optical_flow import compute_pair_flows, flow_consistency_terms, flow_validity_mask
+from monst3r.cloud_opt.sam2_refine import Sam2Refinement, refine_motion_masks_with_sam2
 from monst3r.errors import Monst3rInputError
 from third_party import sam2_adapter
 from third_party.raft import RAFT, SEARAFT, SEARAFTConfig, InputPadder, load_flow_model

@@ -17,11 +17,12 @@ import pytest
 import torch
 
 from monst3r.cloud_opt import GlobalAlignerMode, PairViewer, global_aligner
-from monst3r.cloud_opt.commons import edge_str, get_lr
+from monst3r.cloud_opt.edges import edge_str
+from monst3r.cloud_opt.lr_schedules import get_lr
 from monst3r.cloud_opt.init_im_poses import (estimate_focal_knowing_depth, minimum_spanning_tree,
                                              rigid_points_registration)
-from monst3r.cloud_opt.losses import depth_regularization_si_weighted, relative_pose_loss, smooth_l1_masked
-from monst3r.cloud_opt.motion_mask import ego_flow, motion_masks_from_pairs
+from monst3r.cloud_opt.loss_terms import depth_regularization_si_weighted, relative_pose_loss, smooth_l1_masked
+from monst3r.cloud_opt.self_masks import ego_flow, motion_masks_from_pairs
 from monst3r.utils.geometry import c2w_to_tumpose, signed_log1p
 from traj_helpers import umeyama
 
@@ -267,7 +268,7 @@ def test_piece_motion_masks(G):
 
 
 def test_piece_flow_validity_masks(G):
-    motion = pytest.importorskip("monst3r.cloud_opt.motion")
+    from monst3r.cloud_opt import optical_flow as motion
     P = G.pieces
     valid = motion.flow_validity_mask(torch.tensor(P["occ_flow_ij"]), torch.tensor(P["occ_flow_ji_noisy"]), th=3.0)
     assert (valid.numpy() != P["occ_valid"]).sum() == 0

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from monst3r.cloud_opt import global_aligner
-from monst3r.cloud_opt.kernels import default_chunk_rows, ego_flow_sum, pair_align_sum
-from monst3r.cloud_opt.losses import smooth_l1_masked
-from monst3r.cloud_opt.motion_mask import ego_flow
-from monst3r.cloud_opt.postprocess import _clean_confidences_loop, clean_confidences
+from monst3r.cloud_opt.align_flow_kernels import default_chunk_rows, ego_flow_sum, pair_align_sum
+from monst3r.cloud_opt.loss_terms import smooth_l1_masked
+from monst3r.cloud_opt.self_masks import ego_flow
+from monst3r.cloud_opt.clean_confidences import _clean_confidences_loop, clean_confidences
 from monst3r.datasets.synthetic import SyntheticScene
 
 

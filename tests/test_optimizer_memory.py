@@ -83,11 +83,11 @@ class _IterationAllocations(TorchDispatchMode):
 def _run(monkeypatch, out, flows, niter=NITER, **kw):
     """Optimise ``niter`` iterations under the recording mode. An iteration starts after the optimizer's
     ``zero_grad`` (called first in every iteration of both loops, before the variables are decoded)."""
-    from monst3r.cloud_opt import base_opt, optimizer
+    from monst3r.cloud_opt import adam_loop
     net = global_aligner(out, device="cpu", flows=flows, **{**DEMO, "num_total_iter": niter, **kw})
     net.initialize("mst")
     mode = _IterationAllocations()
-    real_make_adam = base_opt.make_adam
+    real_make_adam = adam_loop.make_adam
 
     def make_adam(params, lr):
         adam = real_make_adam(params, lr)
@@ -98,8 +98,7 @@ def _run(monkeypatch, out, flows, niter=NITER, **kw):
             mode.start_iteration()
         adam.zero_grad = counted
         return adam
-    monkeypatch.setattr(base_opt, "make_adam", make_adam)
-    monkeypatch.setattr(optimizer, "make_adam", make_adam)
+    monkeypatch.setattr(adam_loop, "make_adam", make_adam)
     with mode:
         net.compute_global_alignment(init=None, niter=niter, schedule="linear", lr=0.01)
     return net, mode

@@ -316,9 +316,8 @@ def test_all_confidences_below_threshold(scene1):
 
 
 def test_flow_network_wiring_each_pair_once(scene1):
-    """Without injected flows the optimizer calls the flow network (motion.compute_pair_flows) once per unordered
+    """Without injected flows the optimizer calls the flow network (optical_flow.compute_pair_flows) once per unordered
     pair and direction, and mirrors the result onto the reverse edges."""
-    pytest.importorskip("monst3r.cloud_opt.motion")
     sc, out, _ = scene1
 
     class StubFlow(torch.nn.Module):

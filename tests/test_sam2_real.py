@@ -2,7 +2,7 @@
 
 The video predictor is built from the package's own SAM2.1 hiera-tiny config with random weights (no download) and
 the model input reduced to 128 px through a config override, then the project's refinement path
-(``monst3r.cloud_opt.motion.refine_motion_masks_with_sam2`` -> ``third_party.sam2_adapter``) runs on a few tiny
+(``monst3r.cloud_opt.sam2_refine.refine_motion_masks_with_sam2`` -> ``third_party.sam2_adapter``) runs on a few tiny
 frames. Random weights predict arbitrary masks, so the checks are on the API contract: the calls the adapter
 makes are accepted, tensors come back at the frames' size as bool, the union rule holds, a prompted frame returns
 its own prompt (so height/width are not swapped), checkpoints in sam2's format load, and the CPU float32 memory
@@ -58,7 +58,7 @@ def test_real_predictor_is_built_from_the_package_config(predictor):
 
 @pytest.mark.parametrize("as_tensor", [True, False])
 def test_refinement_runs_through_the_real_predictor(predictor, as_tensor, caplog):
-    from monst3r.cloud_opt.motion import refine_motion_masks_with_sam2
+    from monst3r.cloud_opt.sam2_refine import refine_motion_masks_with_sam2
 
     imgs, masks = _video()
     inp = masks if as_tensor else list(masks)

@@ -6,7 +6,7 @@ adds the second decoder and the heads. State-dict keys: ``mask_token``, ``patch_
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Tuple
 
 import torch
 from torch import nn
@@ -80,12 +80,3 @@ class CroCoNet(nn.Module):
             x = blk(x, pos)
         return self.enc_norm(x), pos
 
-    def _decode_single(self, f1, pos1, f2, pos2) -> List[torch.Tensor]:
-        """One decoder stream (CroCo pre-training style); returns the token list of side 1."""
-        out = [f1]
-        g1, g2 = self.decoder_embed(f1), self.decoder_embed(f2)
-        for blk in self.dec_blocks:
-            g1, _ = blk(g1, g2, pos1, pos2)
-            out.append(g1)
-        out[-1] = self.dec_norm(out[-1])
-        return out

@@ -7,6 +7,14 @@ Public API, as in the original::
     loss = scene.compute_global_alignment(init='mst', niter=300, schedule='linear', lr=0.01)
     result = scene.result()          # monst3r.result.Reconstruction
 
+Layout: ``optimizer.py`` (PointCloudOptimizer: parameters, getters, window mode) built on ``base_opt.py``
+(BasePCOptimizer: pair buffers, pair poses) with ``scene_inputs.py`` (parsing), ``scene_init.py`` (applies the
+values ``init_im_poses.py`` computes), ``presets.py``, ``alignment_loss.py`` (the loss, kernels in
+``align_flow_kernels.py``, terms in ``loss_terms.py``), ``adam_loop.py`` (the one optimisation loop) and
+``scene_results.py`` (results, writers); the step before optimisation: ``flows_and_masks.py`` (``pair_flows.py``,
+``optical_flow.py``, ``self_masks.py``, ``sam2_refine.py``); helpers: ``edges.py``, ``loss_weights.py``,
+``lr_schedules.py``, ``padded_rows.py``, ``clean_confidences.py``; ``pair_viewer.py``, ``feed_forward.py``.
+
 Behaviour versus the original's documented bugs (optimizer.md section 14). ``faithful=True`` (constructor option)
 reproduces the original where it matters for its results; the default is the corrected behaviour:
 
@@ -63,8 +71,8 @@ def global_aligner(output: dict, device: str | torch.device = "cpu",
                    mode: GlobalAlignerMode | str = GlobalAlignerMode.PointCloudOptimizer, **optim_kw):
     """Build the scene for ``mode`` from the dict ``inference()`` returns (view1, view2, pred1, pred2).
 
-    Nothing is optimised here (but the PointCloudOptimizer computes optical flow and motion masks when the flow
-    loss is on). ``ModularPointCloudOptimizer`` is broken in the original and not provided: use
+    Nothing is optimised here; with the flow loss on, the PointCloudOptimizer runs the step before optimisation
+    (``flows_and_masks.prepare_flows_and_masks``: optical flows, self motion masks, SAM2) on the parsed pairs. ``ModularPointCloudOptimizer`` is broken in the original and not provided: use
     PointCloudOptimizer (its presets freeze parameters).
     """
     if not isinstance(output, dict):

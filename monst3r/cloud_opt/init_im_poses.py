@@ -4,14 +4,16 @@
 - :func:`rigid_points_registration`: weighted similarity (Umeyama with scale) through roma, batched.
 - :func:`fast_pnp`: OpenCV RANSAC PnP (SQPNP), optionally searching the focal.
 - :func:`align_multiple_poses`: similarity between two sets of camera poses.
-- :func:`minimum_spanning_tree`, :func:`init_minimum_spanning_tree`, :func:`init_from_pts3d`,
-  :func:`init_from_known_poses`, :func:`init_from_previous_result`: the initialisations of a scene.
+- :func:`minimum_spanning_tree`: placement of all pointmaps along the maximum-score spanning tree;
+- :func:`align_to_known_poses`, :func:`pair_poses_from_pts3d`, :func:`depths_from_pts3d`,
+  :func:`known_poses_pair_init`, :func:`place_new_frames`, :func:`poses_of_new_frames`: the initial values of a
+  scene, computed from its predictions and RETURNED (the optimizer applies them: ``scene_init.py``).
 """
 from __future__ import annotations
 
 import logging
 from functools import lru_cache
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -21,12 +23,9 @@ import torch
 from scipy.sparse.csgraph import minimum_spanning_tree as _scipy_mst
 from scipy.spatial.distance import pdist
 
-from monst3r.cloud_opt.commons import compute_edge_scores, edge_str
+from monst3r.cloud_opt.edges import compute_edge_scores, edge_str
 from monst3r.errors import Monst3rInputError
 from monst3r.utils.geometry import geotrf, inv, sRT_to_4x4, xy_grid
-
-if TYPE_CHECKING:  # pragma: no cover
-    from monst3r.cloud_opt.base_opt import BasePCOptimizer
 
 log = logging.getLogger(__name__)
 
@@ -221,15 +220,28 @@ def minimum_spanning_tree(imshapes, edges, pred_i: dict, pred_j: dict, conf_i: d
     n_imgs = len(imshapes)
     edge_scores = compute_edge_scores([tuple(e) for e in edges], [conf_i[edge_str(*e)] for e in edges],
                                       [conf_j[edge_str(*e)] for e in edges])
-    todo = _tree_links(n_imgs, edge_scores)
+    pts3d, im_poses, im_focals, msp_edges, traversal = _traverse_tree(
+        _tree_links(n_imgs, edge_scores), n_imgs, pred_i, pred_j, conf_i, conf_j, device, has_im_poses, faithful)
+    if has_im_poses:
+        im_poses_t = _complete_focals_and_poses(pts3d, im_poses, im_focals, edge_scores, pred_i, im_conf,
+                                                min_conf_thr, device, niter_PnP)
+    else:
+        im_poses_t = im_focals = None
+    out = (pts3d, msp_edges, im_focals, im_poses_t)
+    return out + (traversal,) if return_traversal else out
 
+
+def _focal_of(pred_i: dict, key: str) -> float:
+    return float(estimate_focal_knowing_depth(pred_i[key][None])[0])
+
+
+def _traverse_tree(todo, n_imgs, pred_i, pred_j, conf_i, conf_j, device, has_im_poses, faithful):
+    """Walk the tree links ``todo`` (best last) from the best one, registering each new image's pointmap onto the
+    placed ones. Returns (pts3d, im_poses, im_focals (lists, None where unknown), msp_edges, traversal)."""
     pts3d: list[torch.Tensor | None] = [None] * n_imgs
     im_poses: list[torch.Tensor | None] = [None] * n_imgs
     im_focals: list[float | None] = [None] * n_imgs
     traversal = []
-
-    def focal_of(key):
-        return float(estimate_focal_knowing_depth(pred_i[key][None])[0])
 
     score, i, j = todo.pop()
     i_j = edge_str(i, j)
@@ -240,76 +252,57 @@ def minimum_spanning_tree(imshapes, edges, pred_i: dict, pred_j: dict, conf_i: d
     msp_edges = [(i, j)]
     if has_im_poses:
         im_poses[i] = torch.eye(4, device=device)
-        im_focals[i] = focal_of(i_j)
+        im_focals[i] = _focal_of(pred_i, i_j)
 
     while todo:
         score, i, j = todo.pop()
         if im_focals[i] is None:
             # faithful: i_j still holds the key of the previously processed edge
-            im_focals[i] = focal_of(i_j if faithful else edge_str(i, j))
+            im_focals[i] = _focal_of(pred_i, i_j if faithful else edge_str(i, j))
         i_j = edge_str(i, j)
-        if i in done:
-            s, R, T = rigid_points_registration(pred_i[i_j], pts3d[i], conf=conf_i[i_j])
+        if i in done or j in done:
+            # register the placed image's prediction onto its points, move the other image's points with it
+            a, b, pa, pb, ca = ((i, j, pred_i, pred_j, conf_i) if i in done else (j, i, pred_j, pred_i, conf_j))
+            s, R, T = rigid_points_registration(pa[i_j], pts3d[a], conf=ca[i_j])
             trf = sRT_to_4x4(s, R, T, device)
-            pts3d[j] = geotrf(trf, pred_j[i_j])
-            done.add(j)
-            msp_edges.append((i, j))
-            traversal.append((i, j))
-            if has_im_poses and im_poses[i] is None:
-                im_poses[i] = sRT_to_4x4(1, R, T, device)
-        elif j in done:
-            s, R, T = rigid_points_registration(pred_j[i_j], pts3d[j], conf=conf_j[i_j])
-            trf = sRT_to_4x4(s, R, T, device)
-            pts3d[i] = geotrf(trf, pred_i[i_j])
-            done.add(i)
+            pts3d[b] = geotrf(trf, pb[i_j])
+            done.add(b)
             msp_edges.append((i, j))
             traversal.append((i, j))
             if has_im_poses and im_poses[i] is None:
                 im_poses[i] = sRT_to_4x4(1, R, T, device)
         else:
             todo.insert(0, (score, i, j))  # retry later
+    return pts3d, im_poses, im_focals, msp_edges, traversal
 
-    if has_im_poses:
-        # complete the focals from the best edges
-        for (i, j), _ in sorted(edge_scores.items(), key=lambda kv: -kv[1]):
-            if im_focals[i] is None:
-                im_focals[i] = focal_of(edge_str(i, j))
-        # and the poses with PnP
-        missing = [k for k in range(n_imgs) if im_poses[k] is None]
-        jobs = [dict(pts3d=pts3d[k], focal=im_focals[k], msk=im_conf[k] > min_conf_thr, device=device,
-                     niter_PnP=niter_PnP) for k in missing]
-        for k, res in zip(missing, pnp_many(jobs)):
-            if res is None:
-                log.debug("PnP failed for image %d during MST init; using identity", k)
-                im_poses[k] = torch.eye(4, device=device)
-            else:
-                im_poses[k] = res[1]
-        im_poses_t = torch.stack([p.float() for p in im_poses])
-    else:
-        im_poses_t = im_focals = None
 
-    out = (pts3d, msp_edges, im_focals, im_poses_t)
-    return out + (traversal,) if return_traversal else out
+def _complete_focals_and_poses(pts3d, im_poses, im_focals, edge_scores, pred_i, im_conf, min_conf_thr, device,
+                               niter_PnP) -> torch.Tensor:
+    """Fill the missing focals from the best edges and the missing poses with PnP (identity when it fails), in
+    place in ``im_focals``; returns the poses ``[n, 4, 4]``."""
+    for (i, j), _ in sorted(edge_scores.items(), key=lambda kv: -kv[1]):
+        if im_focals[i] is None:
+            im_focals[i] = _focal_of(pred_i, edge_str(i, j))
+    missing = [k for k in range(len(pts3d)) if im_poses[k] is None]
+    jobs = [dict(pts3d=pts3d[k], focal=im_focals[k], msk=im_conf[k] > min_conf_thr, device=device,
+                 niter_PnP=niter_PnP) for k in missing]
+    for k, res in zip(missing, pnp_many(jobs)):
+        if res is None:
+            log.debug("PnP failed for image %d during MST init; using identity", k)
+            im_poses[k] = torch.eye(4, device=device)
+        else:
+            im_poses[k] = res[1]
+    return torch.stack([p.float() for p in im_poses])
 
 
 # ----------------------------------------------------------------------------------------------------------
-# initialisations acting on a scene
+# initial values of a scene (computed here, applied by the optimizer: scene_init.py)
 # ----------------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def init_minimum_spanning_tree(self: "BasePCOptimizer", **kw):
-    """Initialise all parameters from the MST placement (optimizer.md 8.1 + init_from_pts3d)."""
-    device = self.device
-    pts3d, _, im_focals, im_poses = minimum_spanning_tree(
-        self.imshapes, self.edges, self.pred_i, self.pred_j, self.conf_i, self.conf_j, self.im_conf,
-        self.min_conf_thr, device, has_im_poses=self.has_im_poses, faithful=self.faithful, **kw)
-    self._root_idx = None
-    return init_from_pts3d(self, pts3d, im_focals, im_poses)
-
-
-@torch.no_grad()
-def init_from_pts3d(self: "BasePCOptimizer", pts3d: list[torch.Tensor], im_focals, im_poses: torch.Tensor):
-    """Set pair poses, depth maps, image poses and focals from per-image world pointmaps (optimizer.md 8.1 step 7)."""
-    nkp, known_msk, known_poses = self.get_known_poses()
+def align_to_known_poses(pts3d: list[torch.Tensor], im_poses: torch.Tensor, nkp: int, known_msk: torch.Tensor,
+                         known_poses: torch.Tensor | None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Move a placement (pts3d ``[H, W, 3]`` each, c2w ``[N, 4, 4]``) onto the ``nkp`` known poses (``[N]`` mask,
+    ``[N, 4, 4]``): unchanged without known poses."""
     if nkp == 1:
         # The original raises NotImplementedError here; with a single known pose we move the whole placement
         # rigidly (no scale) so that this camera lands on its known pose.
@@ -323,128 +316,133 @@ def init_from_pts3d(self: "BasePCOptimizer", pts3d: list[torch.Tensor], im_focal
         pts3d = [geotrf(trf, p) for p in pts3d]
         im_poses = trf @ im_poses
         im_poses[:, :3, :3] /= s  # remove the scale from the rotation part
-    # pair poses
-    self._init_pw_poses_from_pts3d(pts3d)
+    return pts3d, im_poses
 
-    s_factor = float(self.get_pw_norm_scale_factor())
+
+@torch.no_grad()
+def pair_poses_from_pts3d(edges, pts3d: Sequence[torch.Tensor], same_size: bool, stacked_pred_i: torch.Tensor,
+                          stacked_conf_i: torch.Tensor, pred_i: dict, conf_i: dict) -> list[tuple]:
+    """Pair pose of every edge = similarity registering its view-1 prediction onto image i's world points.
+
+    stacked_pred_i ``[E, maxHW, 3]`` / stacked_conf_i ``[E, maxHW]`` (used when all images have one size, batched
+    by 64 edges), else the dicts keyed ``"i_j"``. Returns (edge, R ``[3, 3]``, T ``[3]``, scale) per edge.
+    """
+    out = []
+    if same_size:
+        ei = [i for i, _ in edges]
+        for c in range(0, len(edges), 64):  # batched registration, in chunks to bound memory
+            tgt = torch.stack([pts3d[i].reshape(-1, 3) for i in ei[c:c + 64]])
+            s, R, T = rigid_points_registration(stacked_pred_i[c:c + 64], tgt, conf=stacked_conf_i[c:c + 64],
+                                                batch_dims=1)
+            out.extend((c + k, R[k], T[k], s[k]) for k in range(len(tgt)))
+    else:
+        for e, (i, j) in enumerate(edges):
+            i_j = edge_str(i, j)
+            s, R, T = rigid_points_registration(pred_i[i_j], pts3d[i], conf=conf_i[i_j])
+            out.append((e, R, T, s))
+    return out
+
+
+@torch.no_grad()
+def depths_from_pts3d(pts3d: list[torch.Tensor], im_poses: torch.Tensor, s_factor: float
+                      ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Scale a placement by the pair-scale normalisation ``s_factor``: (depth maps ``[H, W]`` of every image in
+    its camera, c2w poses ``[N, 4, 4]``) (optimizer.md 8.1 step 7)."""
     im_poses = im_poses.clone()
     im_poses[:, :3, 3] *= s_factor
     pts3d = [p * s_factor for p in pts3d]
-
-    if self.has_im_poses:
-        for i in range(self.n_imgs):
-            cam2world = im_poses[i]
-            depth = geotrf(inv(cam2world), pts3d[i])[..., 2]
-            self._set_depthmap(i, depth)
-            self._set_pose(self.im_poses, i, cam2world)
-            if im_focals[i] is not None and not self.shared_focal:
-                self._set_focal(i, im_focals[i])
-        if self.shared_focal:
-            fs = [f for f in im_focals if f is not None]
-            if fs:
-                self._set_focal(0, sum(fs) / len(fs))
-        if self.n_imgs > 2:
-            self.init_depthmaps = [d.clone() for d in self.get_depthmaps()]
-    return self
+    return [geotrf(inv(im_poses[i]), pts3d[i])[..., 2] for i in range(len(pts3d))], im_poses
 
 
 @torch.no_grad()
-def init_from_known_poses(self: "BasePCOptimizer", niter_PnP: int = 10, min_conf_thr: float = 3.0):
+def known_poses_pair_init(edges, pred_i: dict, pred_j: dict, conf_i: dict, conf_j: dict, known_poses: torch.Tensor,
+                          focals: torch.Tensor, pps: torch.Tensor, device, min_conf_thr: float, niter_PnP: int,
+                          faithful: bool) -> tuple[list[tuple], dict]:
     """``init='known_poses'`` (optimizer.md 8.5): pair poses from PnP + pose alignment, depths from view-1 points.
 
-    The poses must have been preset (all images). Default (non-faithful) additions: images whose focal was
-    not preset get a Weiszfeld focal estimate first (the original keeps max(H, W)), a PnP failure falls back
-    to a Procrustes alignment instead of crashing, and the initial depth maps are stored for the depth prior.
+    Returns ((edge, R, T, scale) per edge, {image: depth ``[H, W]``} from its best-confidence edge). A PnP failure
+    falls back to a Procrustes alignment (faithful: raises, as the original).
     """
-    if not getattr(self, "_poses_preset", False):
-        raise Monst3rInputError("init='known_poses' needs a pose for every image; give 'camera_pose' in every "
-                                "view or call preset_pose() with all poses first")
-    known_poses = self.get_im_poses().detach()
-    if not self.faithful:
-        self._estimate_missing_focals()
-    focals = self.get_focals().detach()
-    pps = self.get_principal_points().detach()
+    pair_poses = []
     best_depth: dict[int, tuple[float, torch.Tensor, torch.Tensor]] = {}
-    for e, (i, j) in enumerate(self.edges):
+    for e, (i, j) in enumerate(edges):
         i_j = edge_str(i, j)
-        ci = self.conf_i[i_j]
-        P1 = torch.eye(4, device=self.device)
+        ci = conf_i[i_j]
+        P1 = torch.eye(4, device=device)
         msk = ci > min(min_conf_thr, float(ci.min()) - 0.1)
-        res = fast_pnp(self.pred_j[i_j], float(focals[i].mean()), msk=msk, device=self.device, pp=pps[i],
-                       niter_PnP=niter_PnP)
+        res = fast_pnp(pred_j[i_j], float(focals[i].mean()), msk=msk, device=device, pp=pps[i], niter_PnP=niter_PnP)
         if res is None:
-            if self.faithful:
+            if faithful:
                 raise RuntimeError(f"PnP failed for pair {i_j} during known-poses init")
             # rigid registration of image j's points (camera-i frame) onto its own-frame prediction
             other = edge_str(j, i)
-            if other in self.pred_i:
-                _, R, T = rigid_points_registration(self.pred_i[other], self.pred_j[i_j], self.conf_j[i_j])
-                P2 = sRT_to_4x4(1, R, T, self.device)
+            if other in pred_i:
+                _, R, T = rigid_points_registration(pred_i[other], pred_j[i_j], conf_j[i_j])
+                P2 = sRT_to_4x4(1, R, T, device)
             else:
-                P2 = torch.eye(4, device=self.device)
+                P2 = torch.eye(4, device=device)
         else:
             P2 = res[1]
         s, R, T = align_multiple_poses(torch.stack((P1, P2)), known_poses[[i, j]])
-        self._set_pose(self.pw_poses, e, R, T, scale=s)
+        pair_poses.append((e, R, T, s))
         score = float(ci.mean())
         if i not in best_depth or score > best_depth[i][0]:
-            best_depth[i] = (score, self.pred_i[i_j][..., 2], s)
-    for k, (_, depth, s) in best_depth.items():
-        self._set_depthmap(k, depth * s, force=True)
-    if not self.faithful and self.n_imgs > 2:
-        self.init_depthmaps = [d.clone() for d in self.get_depthmaps()]
-    return self
+            best_depth[i] = (score, pred_i[i_j][..., 2], s)
+    return pair_poses, {k: depth * s for k, (_, depth, s) in best_depth.items()}
 
 
 @torch.no_grad()
-def init_from_previous_result(self: "BasePCOptimizer", n_prev: int, niter_PnP: int = 10):
-    """Window-wise continuation (optimizer.md 9.1): place the new frames relative to the preset previous ones.
+def place_new_frames(edges, pts3d: list, pred_i: dict, pred_j: dict, conf_i: dict, conf_j: dict, device) -> list:
+    """Window-wise continuation (optimizer.md 9.1): world points of the frames after the placed previous ones.
 
-    Frames ``[0, n_prev)`` carry preset (frozen) depth, pose and focal. For each new frame j (in order) the
-    candidates are the edges (i, j) whose image i is already placed: image i's prediction is registered onto
-    its placed points (conf_i weights), image j's points are mapped with the same similarity, and the candidates
-    are averaged with per-pixel weights conf_j. (The original only scans the first half of the edge list, which
-    gives the same candidates for a symmetrized graph built with i < j first; we accept any order.) The new
-    frames' poses come from PnP with their focal; pair poses from registration; no scale normalisation.
+    ``pts3d``: N entries, ``[H, W, 3]`` for the previous frames and None for the new ones (filled in place, in
+    order). For each new frame j the candidates are the edges (i, j) whose image i is already placed: image i's
+    prediction is registered onto its placed points (conf_i weights), image j's points are mapped with the same
+    similarity, and the candidates are averaged with per-pixel weights conf_j. (The original only scans the first
+    half of the edge list, which gives the same candidates for a symmetrized graph built with i < j first; we
+    accept any order.)
     """
-    pts3d: list[torch.Tensor | None] = [None] * self.n_imgs
-    prev_pts = self.get_pts3d()
-    for k in range(n_prev):
-        pts3d[k] = prev_pts[k].detach()
-    for j in range(n_prev, self.n_imgs):
+    for j in range(len(pts3d)):
+        if pts3d[j] is not None:
+            continue
         num, den = 0, 0
-        for i, jj in self.edges:
+        for i, jj in edges:
             if jj != j or pts3d[i] is None:
                 continue
             i_j = edge_str(i, j)
-            s, R, T = rigid_points_registration(self.pred_i[i_j], pts3d[i], conf=self.conf_i[i_j])
-            cand = geotrf(sRT_to_4x4(s, R, T, self.device), self.pred_j[i_j])
-            w = self.conf_j[i_j][..., None]
+            s, R, T = rigid_points_registration(pred_i[i_j], pts3d[i], conf=conf_i[i_j])
+            cand = geotrf(sRT_to_4x4(s, R, T, device), pred_j[i_j])
+            w = conf_j[i_j][..., None]
             num = num + w * cand
             den = den + w
         if isinstance(den, int):
-            # no edge (i, j) from a placed image: use an edge (j, k) with k placed
-            for jj, k in self.edges:
-                if jj != j or pts3d[k] is None:
-                    continue
-                j_k = edge_str(j, k)
-                s, R, T = rigid_points_registration(self.pred_j[j_k], pts3d[k], conf=self.conf_j[j_k])
-                pts3d[j] = geotrf(sRT_to_4x4(s, R, T, self.device), self.pred_i[j_k])
-                break
-            else:
-                raise Monst3rInputError(f"frame {j} is not connected to any earlier frame by an image pair; "
-                                        "use a scene graph that links consecutive frames")
+            pts3d[j] = _place_from_outgoing_edge(edges, pts3d, j, pred_i, pred_j, conf_j, device)
         else:
             pts3d[j] = num / den
-    focals = self.get_focals().detach()
-    pps = self.get_principal_points().detach()
-    new = list(range(n_prev, self.n_imgs))
-    jobs = [dict(pts3d=pts3d[k], focal=float(focals[k]), msk=self.im_conf[k] > self.min_conf_thr,
-                 device=self.device, pp=pps[k], niter_PnP=niter_PnP) for k in new]
+    return pts3d
+
+
+def _place_from_outgoing_edge(edges, pts3d, j, pred_i, pred_j, conf_j, device) -> torch.Tensor:
+    """No edge (i, j) from a placed image: use an edge (j, k) with k placed."""
+    for jj, k in edges:
+        if jj != j or pts3d[k] is None:
+            continue
+        j_k = edge_str(j, k)
+        s, R, T = rigid_points_registration(pred_j[j_k], pts3d[k], conf=conf_j[j_k])
+        return geotrf(sRT_to_4x4(s, R, T, device), pred_i[j_k])
+    raise Monst3rInputError(f"frame {j} is not connected to any earlier frame by an image pair; "
+                            "use a scene graph that links consecutive frames")
+
+
+@torch.no_grad()
+def poses_of_new_frames(pts3d: list, new: list[int], focals: torch.Tensor, pps: torch.Tensor, im_conf,
+                        min_conf_thr: float, device, niter_PnP: int) -> list[tuple]:
+    """(frame, c2w ``[4, 4]`` from PnP with its focal (identity on failure), depth ``[H, W]`` in that camera) of
+    the frames ``new``."""
+    jobs = [dict(pts3d=pts3d[k], focal=float(focals[k]), msk=im_conf[k] > min_conf_thr, device=device, pp=pps[k],
+                 niter_PnP=niter_PnP) for k in new]
+    out = []
     for k, res in zip(new, pnp_many(jobs)):
-        c2w = torch.eye(4, device=self.device) if res is None else res[1]
-        self._set_pose(self.im_poses, k, c2w)
-        depth = geotrf(inv(c2w), pts3d[k])[..., 2]
-        self._set_depthmap(k, depth)
-    self._init_pw_poses_from_pts3d(pts3d)
-    return self
+        c2w = torch.eye(4, device=device) if res is None else res[1]
+        out.append((k, c2w, geotrf(inv(c2w), pts3d[k])[..., 2]))
+    return out

@@ -6,10 +6,9 @@ Parameters (batched layout, also used by the non-batched and window-wise modes):
 ``pw_poses [E, 8]`` and ``pw_adaptors [E, 2]`` (base class).
 
 Loss (section 5): pairwise alignment + temporal smoothness + optical-flow consistency on static pixels
-(+ optional depth prior). Modes:
-- batched (default): one forward over all pairs. The two heavy terms run through the chunked kernels of
-  ``kernels.py`` (gradients computed during the forward pass, pair data read in place), so the peak memory is
-  the stored pair data plus a few chunk-sized buffers;
+(+ optional depth prior), in ``alignment_loss.py``; presets in ``presets.py``; the flows and motion masks come
+from the step before optimisation (``flows_and_masks.py``); the Adam loop is ``adam_loop.py``. Modes:
+- batched (default): one forward over all pairs (chunked loss kernels, ``align_flow_kernels.py``);
 - non-batched (``batchify=False``): the same code path (there is nothing left to save by accumulating
   gradients pair by pair); by default the result equals the batched mode, ``faithful=True`` reproduces the
   original's per-edge normalisation of the flow and depth terms (bug 14.6);
@@ -19,74 +18,27 @@ Loss (section 5): pairwise alignment + temporal smoothness + optical-flow consis
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
-from monst3r.cloud_opt import init_im_poses
-from monst3r.cloud_opt.base_opt import BasePCOptimizer, LoopRecord, make_adam
-from monst3r.cloud_opt.commons import ALL_DISTS, get_lr, ravel_pad_stack, reverse_edge_index
-from monst3r.cloud_opt.kernels import default_chunk_rows, ego_flow_sum, pair_align_sum
-from monst3r.cloud_opt.losses import depth_regularization_si_weighted
+from monst3r.cloud_opt.adam_loop import run_adam
+from monst3r.cloud_opt.alignment_loss import AlignmentLoss, DecodedVariables, SubProblem
+from monst3r.cloud_opt.base_opt import BasePCOptimizer
+from monst3r.cloud_opt.flows_and_masks import FlowsAndMasks, PairPredictions, prepare_flows_and_masks
+from monst3r.cloud_opt.padded_rows import ravel_pad_stack
+from monst3r.cloud_opt.pair_flows import PairFlows
+from monst3r.cloud_opt.presets import ScenePresets
 from monst3r.errors import Monst3rInputError
-from monst3r.utils.geometry import tum_to_pose_matrix, xy_grid
+from monst3r.utils.geometry import xy_grid
+from monst3r.utils.timing import StageTimer
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SEARAFT_CKPT = "searaft"        # third_party.raft name of Tartan-C-T-TSKH-spring540x960-M.pth
-DEFAULT_RAFT_SINTEL_CKPT = "raft-sintel"  # classic RAFT, raft-sintel.pth (sintel_ckpt=True)
 
-
-@dataclass
-class _Ctx:
-    """Index data of one (sub-)problem: a range of frames and the pairs inside it (local frame indices).
-
-    The large per-pair inputs (predictions, optical flows) are never copied: ``pred_rows`` / ``fl_rows`` select
-    rows of the scene's stored buffers (None = all rows, in order) and the loss kernels gather them chunk by chunk.
-    """
-    n: int                      # number of frames
-    start: int                  # first frame (global index of local frame 0)
-    ei: torch.Tensor            # [e] local index of view 1
-    ej: torch.Tensor            # [e] local index of view 2
-    pred_rows: torch.Tensor | None  # [2e] rows of the scene's ``_pred_t`` / ``_stacked_conf`` (view-1 rows of the
-                                    # pairs, then view-2 ones)
-    norm: torch.Tensor          # [2e] normalisation of each row's weights conf_trf(conf) (total area, or area * e)
-    idx: torch.Tensor           # [2e] image of each row (cat(ei, ej))
-    grid: torch.Tensor          # [2, HW] (shared) or [n, 2, HW]
-    edge_ids: torch.Tensor      # [e] global edge indices
-    fl_src: torch.Tensor | None = None     # [D] local source frame of each directed flow pair
-    fl_tgt: torch.Tensor | None = None
-    fl_rows: torch.Tensor | None = None    # [D] rows of the scene's flow store (None: all rows in order)
-    fl_static: torch.Tensor | None = None  # [n, HW] float 0/1, static pixels of each frame
-    fl_valid: bool = False                 # also mask with the stored forward-backward validity of each row
-    fl_group: torch.Tensor | None = None   # [D] 0 = i->j direction of an edge, 1 = j->i (two pooled groups)
-    fl_group_rows: tuple = ()              # row indices of each non-empty group
-    fl_factor: float = 1.0                 # 2 when each directed pair stands for both directions of a pair
-    fl_ph: torch.Tensor | None = None      # [3, HW] homogeneous pixel grid
-    dyn: torch.Tensor | None = None        # [n, HW] bool dynamic masks (depth prior)
-    init_depth: torch.Tensor | None = None  # [n, HW] (depth prior)
-
-
-@dataclass
-class _Vars:
-    """Decoded variables of a (sub-)problem: depth ``[n, HW]``, image c2w R ``[n, 3, 3]`` / T ``[n, 3]``, focals
-    ``[n]``, principal points ``[n, 2]``, scaled pair poses M ``[e, 3, 3]`` / t ``[e, 3]``, adaptors ``[e, 3]``."""
-    depth: torch.Tensor
-    R: torch.Tensor
-    T: torch.Tensor
-    focals: torch.Tensor
-    pps: torch.Tensor
-    M: torch.Tensor
-    t: torch.Tensor
-    adapt: torch.Tensor | None = None
-
-
-class PointCloudOptimizer(BasePCOptimizer):
+class PointCloudOptimizer(ScenePresets, AlignmentLoss, BasePCOptimizer):
     """Optimise a global point cloud (depth + pose + intrinsics per image) from pairwise predictions.
 
     Original options and defaults: ``optimize_pp=False``, ``focal_break=20``, ``shared_focal=False``,
@@ -103,7 +55,7 @@ class PointCloudOptimizer(BasePCOptimizer):
     ``flow_use_validity`` (also ignore pixels failing the forward-backward check; off = the original's loss);
     ``sam2_checkpoint`` / ``sam2_config``; ``sam2_predictor`` (an already-built SAM2 video predictor, re-used
     instead of building one: the streaming mode shares one across its chunks); ``chunk_size`` (pairs per chunk of the loss kernels, all modes;
-    default: a per-device pixel budget, see ``kernels.CHUNK_PIXELS``);
+    default: a per-device pixel budget, see ``align_flow_kernels.CHUNK_PIXELS``);
     ``niter_PnP_pairs`` (RANSAC iterations of the motion-mask pair views, 100); ``faithful`` (see base class).
     """
 
@@ -121,7 +73,6 @@ class PointCloudOptimizer(BasePCOptimizer):
                  sam2_checkpoint: str | None = None, sam2_config: str | None = None, chunk_size: int | None = None,
                  niter_PnP_pairs: int = 100, sam2_predictor=None, **kw: Any):
         super().__init__(*args, **kw)
-        N, A, dev = self.n_imgs, self.max_area, self.device
         self.focal_break = focal_break
         self.shared_focal = shared_focal
         self.optimize_pp = optimize_pp
@@ -147,18 +98,47 @@ class PointCloudOptimizer(BasePCOptimizer):
         self.chunk_size = chunk_size
         self.sam2_status = "off"
         self.sam2_dynamic_masks = None
-        self._sam2_predictor = sam2_predictor
         self.init_depthmaps: list[torch.Tensor] | None = None
 
-        # parameters
+        self._init_parameters()
+
+        # optical flow, motion masks: computed by the step before optimisation (flows_and_masks.py)
+        self.pair_flows = PairFlows()
+        if self.flow_loss_weight > 0:
+            if not self.same_size:
+                log.warning("images have different sizes: the optical-flow loss and the self motion masks need "
+                            "equal sizes and are disabled")
+                self.flow_loss_weight = 0.0
+            else:
+                self._apply_flows_and_masks(prepare_flows_and_masks(
+                    self._pair_predictions(), self.device, StageTimer(self.device, self.timings), flows=flows,
+                    flow_model=flow_model, flow_checkpoint=flow_checkpoint, sintel_ckpt=sintel_ckpt,
+                    use_self_mask=use_self_mask, sam2_mask_refine=sam2_mask_refine,
+                    motion_mask_thre=motion_mask_thre, min_conf_thr=self.min_conf_thr,
+                    niter_PnP_pairs=niter_PnP_pairs, faithful=self.faithful, sam2_checkpoint=sam2_checkpoint,
+                    sam2_config=sam2_config, sam2_predictor=sam2_predictor))
+        elif flows is not None:
+            self.pair_flows = PairFlows.from_user(flows, self.edges, self.imshapes[0], self.device)
+
+        # continuation of a previous window-wise result
+        self.n_prev_frames = 0
+        self._prev_cleaned = False
+        if prev_video_results is not None:
+            self._preset_prev_results(prev_video_results)
+        self._full_ctx: SubProblem | None = None
+
+    def _init_parameters(self) -> None:
+        """Random parameters (as the original) and the constant buffers: principal-point base ``[N, 2]``, pixel
+        grids ``[N, 2, maxHW]``, gauge-anchor mask ``[N]``."""
+        N, A, dev = self.n_imgs, self.max_area, self.device
         self.im_depthmaps = nn.Parameter(torch.randn(N, A, device=dev) / 10 - 3)
         self.im_poses = nn.Parameter(self.rand_pose((N, self.POSE_DIM)).float().to(dev))
         default_focals = torch.tensor([self.focal_break * np.log(max(H, W)) for H, W in self.imshapes],
                                       dtype=torch.float32, device=dev)
-        self.im_focals = nn.Parameter(default_focals[:1].clone().view(1, 1) if shared_focal
+        self.im_focals = nn.Parameter(default_focals[:1].clone().view(1, 1) if self.shared_focal
                                       else default_focals.view(N, 1).clone())
         self.im_pp = nn.Parameter(torch.zeros(N, 2, device=dev))
-        self.im_pp.requires_grad_(optimize_pp)
+        self.im_pp.requires_grad_(self.optimize_pp)
         self.register_buffer("_pp", torch.tensor([(W / 2, H / 2) for H, W in self.imshapes],
                                                  dtype=torch.float32, device=dev), persistent=False)
         grids = [xy_grid(W, H, device=dev, dtype=torch.float32).reshape(-1, 2) for H, W in self.imshapes]
@@ -167,206 +147,39 @@ class PointCloudOptimizer(BasePCOptimizer):
                              persistent=False)
         self.register_buffer("_root_mask", torch.zeros(N, dtype=torch.bool, device=dev), persistent=False)
 
-        # optical flow, motion masks
-        self._clear_flows()
-        if self.flow_loss_weight > 0:
-            if not self.same_size:
-                log.warning("images have different sizes: the optical-flow loss and the self motion masks need "
-                            "equal sizes and are disabled")
-                self.flow_loss_weight = 0.0
-            else:
-                self._setup_flow(flows, flow_model, flow_checkpoint, sintel_ckpt, niter_PnP_pairs,
-                                 sam2_checkpoint, sam2_config)
-        elif flows is not None:
-            self._store_flows(flows)
-
-        # continuation of a previous window-wise result
-        self.n_prev_frames = 0
-        self._prev_cleaned = False
-        if prev_video_results is not None:
-            self._preset_prev_results(prev_video_results)
-        self._full_ctx: _Ctx | None = None
-
     # ------------------------------------------------------------------------------------------------------
     # flows and masks
     # ------------------------------------------------------------------------------------------------------
-    # Storage: ``flow_ij`` ``[E, 2, H, W]`` (and ``flow_valid_mask_i`` ``[E, 1, H, W]`` bool). When the flows of
-    # each edge and of its reverse are consistent (flow_ji of edge e == flow_ij of the reverse edge, always the
-    # case for computed flows), ``flow_ji`` / ``flow_valid_mask_j`` are not stored: the properties below
-    # materialise them on demand, and the loss reads each directed flow once from ``flow_ij``. Otherwise both
-    # directions live in one ``[2E, 2, HW]`` store of which ``flow_ij`` / ``flow_ji`` are views.
-    def _clear_flows(self) -> None:
-        self.flow_ij = self.flow_valid_mask_i = None
-        self._flow_ji = self._flow_valid_j = None
-        self._flow_rev: torch.Tensor | None = None  # [E] reverse edge of each edge, when flow_ji is derived
-        self._flow_obs = self._flow_valid = None    # [D, 2, HW] / [D, 1, HW] stores read by the loss
-
-    @property
-    def flow_ji(self) -> torch.Tensor | None:
-        """``[E, 2, H, W]`` flow from image j to image i of each edge (a new tensor when derived from flow_ij)."""
-        if self._flow_ji is None and self.flow_ij is not None and self._flow_rev is not None:
-            return self.flow_ij.index_select(0, self._flow_rev)
-        return self._flow_ji
-
-    @property
-    def flow_valid_mask_j(self) -> torch.Tensor | None:
-        if self._flow_valid_j is None and self.flow_valid_mask_i is not None and self._flow_rev is not None:
-            return self.flow_valid_mask_i.index_select(0, self._flow_rev)
-        return self._flow_valid_j
+    def _pair_predictions(self) -> PairPredictions:
+        """The inputs of the step before optimisation (images of one size)."""
+        H, W = self.imshapes[0]
+        E, N = self.n_edges, self.n_imgs
+        return PairPredictions(
+            edges=self.edges, pred_i=self._stacked_pred_i.unflatten(1, (H, W)),
+            pred_j=self._stacked_pred_j.unflatten(1, (H, W)), conf_i=self._stacked_conf_i.reshape(E, H, W),
+            conf_j=self._stacked_conf_j.reshape(E, H, W), imgs=self._imgs.reshape(N, H, W, 3),
+            masks=self._dyn.reshape(N, H, W), user_masks=self.user_dynamic_masks, symmetrized=self.is_symmetrized)
 
     @torch.no_grad()
-    def _set_flows(self, fij: torch.Tensor, fji: torch.Tensor, vi: torch.Tensor | None, vj: torch.Tensor | None,
-                   consistent: bool | None = None) -> None:
-        """Store the flows of every edge compactly (see above). ``consistent`` None: checked here, chunk by chunk."""
-        E = self.n_edges
-        H, W = self.imshapes[0]
-        rev = reverse_edge_index(self.edges)
-        if rev is not None and consistent is None:
-            rev_t = torch.tensor(rev, device=fij.device)
-            step = max(1, (1 << 22) // max(H * W, 1))
-            consistent = all(torch.equal(fji[a:a + step], fij.index_select(0, rev_t[a:a + step]))
-                             for a in range(0, E, step))
-            if consistent and vi is not None:
-                consistent = all(torch.equal(vj[a:a + step], vi.index_select(0, rev_t[a:a + step]))
-                                 for a in range(0, E, step))
-        self._clear_flows()
-        if rev is not None and consistent:
-            self.flow_ij = fij.float().to(self.device)
-            self.flow_valid_mask_i = None if vi is None else vi.bool().reshape(E, 1, H, W).to(self.device)
-            self._flow_rev = torch.tensor(rev, device=self.device)
-            self._flow_obs = self.flow_ij.view(E, 2, H * W)
-            self._flow_valid = None if vi is None else self.flow_valid_mask_i.view(E, 1, H * W)
-        else:
-            obs = torch.empty(2 * E, 2, H * W, device=self.device)
-            obs[:E].copy_(fij.reshape(E, 2, -1))
-            obs[E:].copy_(fji.reshape(E, 2, -1))
-            self._flow_obs = obs
-            self.flow_ij, self._flow_ji = obs[:E].view(E, 2, H, W), obs[E:].view(E, 2, H, W)
-            if vi is not None:
-                val = torch.empty(2 * E, 1, H * W, dtype=torch.bool, device=self.device)
-                val[:E].copy_(vi.reshape(E, 1, -1))
-                val[E:].copy_(vj.reshape(E, 1, -1))
-                self._flow_valid = val
-                self.flow_valid_mask_i = val[:E].view(E, 1, H, W)
-                self._flow_valid_j = val[E:].view(E, 1, H, W)
+    def _apply_flows_and_masks(self, res: FlowsAndMasks) -> None:
+        self.pair_flows = res.flows
+        if res.masks is not None:
+            self._dyn.copy_(res.masks.reshape(self.n_imgs, -1))
+        if res.mask_source is not None:
+            self.mask_source = res.mask_source
+        self.sam2_status = res.sam2_status
+        if res.sam2_masks is not None:
+            self.sam2_dynamic_masks = res.sam2_masks
 
-    def _store_flows(self, flows) -> None:
-        if not isinstance(flows, (list, tuple)) or len(flows) not in (2, 4):
-            raise Monst3rInputError("flows must be (flow_ij, flow_ji) or (flow_ij, flow_ji, valid_i, valid_j)")
-        E = self.n_edges
-        H, W = self.imshapes[0]
-        fij = torch.as_tensor(np.asarray(flows[0]) if not isinstance(flows[0], torch.Tensor) else flows[0])
-        fji = torch.as_tensor(np.asarray(flows[1]) if not isinstance(flows[1], torch.Tensor) else flows[1])
-        for name, f in (("flow_ij", fij), ("flow_ji", fji)):
-            if tuple(f.shape) != (E, 2, H, W):
-                raise Monst3rInputError(f"{name} must be [{E}, 2, {H}, {W}] (one flow per pair), got {tuple(f.shape)}")
-        vi = vj = None
-        if len(flows) == 4 and flows[2] is not None:
-            vi = torch.as_tensor(flows[2]).bool().reshape(E, 1, H, W)
-            vj = torch.as_tensor(flows[3]).bool().reshape(E, 1, H, W)
-        self._set_flows(fij.float(), fji.float(), vi, vj)
-
-    def _compute_flows(self, flow_model, flow_checkpoint, sintel_ckpt) -> None:
-        """Flow network on every unordered pair once (both directions), mirrored to all directed edges."""
-        from monst3r.cloud_opt import motion  # written alongside; imported lazily (needs the flow network)
-        if flow_model is None:
-            from third_party.raft import load_flow_model
-            name = flow_checkpoint or (DEFAULT_RAFT_SINTEL_CKPT if sintel_ckpt else DEFAULT_SEARAFT_CKPT)
-            flow_model = load_flow_model(name, self.device)
-        rev = reverse_edge_index(self.edges)
-        if rev is None:
-            unique = list(range(self.n_edges))
-        else:
-            unique = [e for e in range(self.n_edges) if e <= rev[e]]
-        imgs = self._imgs.reshape(self.n_imgs, *self.imshapes[0], 3)
-        fij, fji, vi, vj = motion.compute_pair_flows(flow_model, imgs, [self.edges[e] for e in unique],
-                                                     chunk_size=12, iters=20)
-        del flow_model
-        fij, fji, vi, vj = (t.to(self.device) for t in (fij, fji, vi, vj))
-        H, W = self.imshapes[0]
-        vi, vj = vi.reshape(-1, 1, H, W), vj.reshape(-1, 1, H, W)
-        if rev is None:
-            self._set_flows(fij, fji, vi, vj, consistent=False)
-            return
-        # edge e = unique[u] gets (fij[u], fji[u]); its reverse r gets (fji[u], fij[u]): flow_ij of every edge is
-        # one of the computed flows, and flow_ji of every edge is flow_ij of its reverse
-        E = self.n_edges
-        fwd = torch.tensor(unique, device=self.device)
-        bwd = torch.tensor([rev[e] for e in unique], device=self.device)
-        F_ij = fij.new_empty(E, 2, H, W).index_copy_(0, fwd, fij)
-        V_i = vi.new_empty(E, 1, H, W).index_copy_(0, fwd, vi)
-        del fij, vi
-        F_ij.index_copy_(0, bwd, fji)
-        V_i.index_copy_(0, bwd, vj)
-        del fji, vj
-        self._set_flows(F_ij, None, V_i, None, consistent=True)
-
-    def _setup_flow(self, flows, flow_model, flow_checkpoint, sintel_ckpt, niter_PnP_pairs,
-                    sam2_checkpoint, sam2_config) -> None:
-        with self.phase("flows"):
-            if flows is not None:
-                self._store_flows(flows)
-            else:
-                self._compute_flows(flow_model, flow_checkpoint, sintel_ckpt)
-        with self.phase("self_masks"):
-            self._self_masks(niter_PnP_pairs)
-        if self.sam2_mask_refine:
-            with self.phase("sam2"):
-                self._refine_with_sam2(sam2_checkpoint, sam2_config)
-
-    def _self_masks(self, niter_PnP_pairs: int) -> None:
-        if self.use_self_mask and not self.user_dynamic_masks:
-            if not self.is_symmetrized:
-                raise Monst3rInputError("self motion masks (use_self_mask=True) need a symmetrized pair graph; "
-                                        "build the pairs with symmetrize=True or pass dynamic_masks")
-            from monst3r.cloud_opt.motion_mask import motion_masks_from_pairs
-            H, W = self.imshapes[0]
-            E = self.n_edges
-            masks = motion_masks_from_pairs(
-                self._stacked_pred_i.unflatten(1, (H, W)), self._stacked_pred_j.unflatten(1, (H, W)),
-                self._stacked_conf_i.reshape(E, H, W), self._stacked_conf_j.reshape(E, H, W), self.edges,
-                self.flow_ij, self._flow_ji, self.n_imgs, motion_mask_thre=self.motion_mask_thre,
-                min_conf_thr=self.min_conf_thr, niter_PnP=niter_PnP_pairs, faithful=self.faithful)
-            self._dyn.copy_(masks.reshape(self.n_imgs, -1))
-            self.mask_source = "self"
-
-    def _refine_with_sam2(self, checkpoint, config) -> None:
-        """OR the current masks with SAM2's propagation (optimizer.md 7.3); skipped with a warning if unavailable."""
-        try:
-            from monst3r.cloud_opt import motion
-            refine = motion.refine_motion_masks_with_sam2
-        except (ImportError, AttributeError) as err:
-            log.warning("SAM2 mask refinement skipped: %s", err)
-            self.sam2_status = f"skipped: {err}"
-            return
-        H, W = self.imshapes[0]
-        imgs = self._imgs.reshape(self.n_imgs, H, W, 3)
-        masks = self._dyn.reshape(self.n_imgs, H, W)
-        try:
-            extra = {} if self._sam2_predictor is None else dict(predictor=self._sam2_predictor)
-            res = refine(imgs, masks, checkpoint=checkpoint, config=config, device=self.device, **extra)
-        except (ImportError, FileNotFoundError, RuntimeError) as err:
-            log.warning("SAM2 mask refinement skipped: %s", err)
-            self.sam2_status = f"skipped: {err}"
-            return
-        if hasattr(res, "skipped"):  # motion.Sam2Refinement(masks, sam2_masks, skipped, reason)
-            if res.skipped:
-                self.sam2_status = f"skipped: {res.reason}"
-                return
-            sam2_only = res.sam2_masks
-        else:  # (masks, info) form
-            refined, info = res
-            if (info or {}).get("skipped"):
-                self.sam2_status = f"skipped: {(info or {}).get('reason')}"
-                return
-            sam2_only = (info or {}).get("sam2_masks", refined)
-        sam2_only = torch.stack([torch.as_tensor(m) for m in sam2_only]) if isinstance(sam2_only, (list, tuple)) \
-            else torch.as_tensor(sam2_only)
-        sam2_only = sam2_only.bool().to(self.device).reshape(self.n_imgs, H, W)
-        self.sam2_dynamic_masks = list(sam2_only.unbind(0))
-        # the loss uses the union (optimizer.md 7.3)
-        self._dyn.copy_((masks | sam2_only).reshape(self.n_imgs, -1))
-        self.sam2_status = "refined"
+    # the flows, as attributes of the original (see pair_flows.py for the layout)
+    flow_ij = property(lambda self: self.pair_flows.flow_ij, doc="``[E, 2, H, W]`` flow i -> j of each edge")
+    flow_ji = property(lambda self: self.pair_flows.flow_ji, doc="``[E, 2, H, W]`` flow j -> i of each edge")
+    flow_valid_mask_i = property(lambda self: self.pair_flows.flow_valid_mask_i, doc="``[E, 1, H, W]`` bool")
+    flow_valid_mask_j = property(lambda self: self.pair_flows.flow_valid_mask_j, doc="``[E, 1, H, W]`` bool")
+    _flow_ji = property(lambda self: self.pair_flows.stored_flow_ji)
+    _flow_rev = property(lambda self: self.pair_flows.rev)
+    _flow_obs = property(lambda self: self.pair_flows.obs)
+    _flow_valid = property(lambda self: self.pair_flows.valid)
 
     # ------------------------------------------------------------------------------------------------------
     # getters
@@ -424,201 +237,15 @@ class PointCloudOptimizer(BasePCOptimizer):
         return torch.baddbmm(T[:, :, None], R, cam)
 
     # ------------------------------------------------------------------------------------------------------
-    # setters / presets
-    # ------------------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def _set_focal(self, idx: int, focal: float, force: bool = False) -> None:
-        if not (self.im_focals.requires_grad or force):
-            return
-        focal = float(focal)
-        if not (math.isfinite(focal) and focal > 0):
-            # Robustness (not in the original, which crashes or propagates NaN here): an initial focal estimate
-            # from degenerate point maps can be <= 0 or NaN; keep the current (default) value instead.
-            log.warning("initial focal estimate %r is not a positive number; keeping the default focal", focal)
-            return
-        self.im_focals.data[idx] = self.focal_break * math.log(focal)
-
-    @torch.no_grad()
-    def _set_principal_point(self, idx: int, pp, force: bool = False) -> None:
-        if not (self.im_pp.requires_grad or force):
-            return
-        H, W = self.imshapes[idx]
-        pp = torch.as_tensor(pp, dtype=torch.float32, device=self.device).reshape(2)
-        self.im_pp.data[idx] = (pp - torch.tensor((W / 2, H / 2), device=self.device)) / 10
-
-    @torch.no_grad()
-    def _set_depthmap(self, idx: int, depth, force: bool = False) -> None:
-        """log(depth) with -inf / NaN -> 0 (as the original), raveled and padded into row ``idx``."""
-        if not (self.im_depthmaps.requires_grad or force):
-            return
-        depth = torch.as_tensor(depth, dtype=torch.float32, device=self.device)
-        flat = torch.nan_to_num(depth.log(), neginf=0).reshape(-1)
-        self.im_depthmaps.data[idx] = 0
-        self.im_depthmaps.data[idx, :flat.numel()] = flat
-
-    def _check_all(self, values, what: str) -> list:
-        values = list(values)
-        if len(values) != self.n_imgs:
-            raise Monst3rInputError(f"{what}: got {len(values)} values for {self.n_imgs} images; give one per image")
-        return values
-
-    @torch.no_grad()
-    def preset_pose(self, known_poses, pose_msk=None, requires_grad: bool = False):
-        """Set every image pose (4x4 c2w matrices or TUM 7-vectors x y z qw qx qy qz) and freeze them.
-
-        The original always disables the pair-scale normalisation here (bug 14.11); by default we disable it
-        only when more than one pose is known (its intent), ``faithful=True`` keeps the original.
-        """
-        if pose_msk is not None:
-            msk = np.asarray(pose_msk)
-            if msk.dtype == bool and not msk.all() or msk.dtype != bool and len(msk) != self.n_imgs:
-                raise Monst3rInputError("preset_pose needs a pose for every image (pose_msk must select all)")
-        poses = self._check_all(known_poses, "preset_pose")
-        for k, pose in enumerate(poses):
-            pose = torch.as_tensor(np.asarray(pose.detach().cpu() if isinstance(pose, torch.Tensor) else pose),
-                                   dtype=torch.float32)
-            if pose.numel() == 7:
-                pose = torch.as_tensor(tum_to_pose_matrix(pose.numpy()), dtype=torch.float32)
-            self._set_pose(self.im_poses, k, pose.reshape(4, 4).to(self.device), force=True)
-        self.im_poses.requires_grad_(requires_grad)
-        self._poses_preset = True
-        self._root_mask.zero_()
-        self.norm_pw_scale = False if self.faithful else (len(poses) <= 1)
-        return self
-
-    @torch.no_grad()
-    def preset_focal(self, known_focals, msk=None, requires_grad: bool = False):
-        """Set the focal lengths (one per image, or one value with ``shared_focal``) and freeze them."""
-        if isinstance(known_focals, (int, float)):
-            known_focals = [known_focals]
-        focals = [float(torch.as_tensor(f).reshape(-1)[0]) for f in known_focals]
-        if self.shared_focal:
-            if len(set(round(f, 6) for f in focals)) > 1:
-                raise Monst3rInputError("shared_focal=True keeps one focal for all images but different focals "
-                                        "were given; build the aligner with shared_focal=False")
-            self._set_focal(0, focals[0], force=True)
-        else:
-            if len(focals) == 1 and self.n_imgs > 1:
-                focals = focals * self.n_imgs
-            focals = self._check_all(focals, "preset_focal")
-            for k, f in enumerate(focals):
-                self._set_focal(k, f, force=True)
-        self.im_focals.requires_grad_(requires_grad)
-        return self
-
-    @torch.no_grad()
-    def preset_principal_point(self, known_pp, msk=None, requires_grad: bool = False):
-        pps = self._check_all(known_pp, "preset_principal_point")
-        for k, pp in enumerate(pps):
-            self._set_principal_point(k, pp, force=True)
-        self.im_pp.requires_grad_(requires_grad)
-        return self
-
-    @torch.no_grad()
-    def preset_intrinsics(self, known_intrinsics, msk=None):
-        """Fix intrinsics: one K ``[3, 3]`` for all images or one per image. Focal = mean(fx, fy); the principal
-        points are set (and frozen) when ``optimize_pp`` (otherwise they stay (W/2, H/2), as the original)."""
-        Ks = torch.as_tensor(np.asarray([np.asarray(k.detach().cpu() if isinstance(k, torch.Tensor) else k)
-                                         for k in (known_intrinsics if not hasattr(known_intrinsics, 'shape')
-                                                   or np.asarray(known_intrinsics).ndim == 3
-                                                   else [known_intrinsics])]), dtype=torch.float32)
-        if Ks.ndim != 3 or Ks.shape[-2:] != (3, 3):
-            raise Monst3rInputError(f"intrinsics must be [3, 3] or [N, 3, 3], got {tuple(Ks.shape)}")
-        if len(Ks) == 1:
-            Ks = Ks.expand(self.n_imgs, 3, 3)
-        focals = ((Ks[:, 0, 0] + Ks[:, 1, 1]) / 2).tolist()
-        self.preset_focal(focals if not self.shared_focal else focals[:1] * len(focals))
-        if self.optimize_pp:
-            self.preset_principal_point(Ks[:, :2, 2])
-        return self
-
-    @torch.no_grad()
-    def preset_depthmap(self, known_depthmaps, msk=None, requires_grad: bool = False):
-        depths = self._check_all(known_depthmaps, "preset_depthmap")
-        for k, d in enumerate(depths):
-            d = torch.as_tensor(np.asarray(d.detach().cpu() if isinstance(d, torch.Tensor) else d))
-            if tuple(d.shape) != self.imshapes[k]:
-                raise Monst3rInputError(f"depth map {k} is {tuple(d.shape)}, image is {self.imshapes[k]}")
-            self._set_depthmap(k, d, force=True)
-        self.im_depthmaps.requires_grad_(requires_grad)
-        return self
-
-    @torch.no_grad()
-    def _preset_prev_results(self, prev: dict) -> None:
-        """First frames = frames of a previous result: preset (frozen in window mode) depth, pose, focal."""
-        depths = prev["depths"]
-        poses = prev["poses"]
-        n_prev = len(poses)
-        if n_prev >= self.n_imgs:
-            raise Monst3rInputError(f"prev_video_results has {n_prev} frames but the scene only {self.n_imgs}; "
-                                    "the previous frames must be followed by new ones")
-        if len(depths) != n_prev:
-            raise Monst3rInputError("prev_video_results: depths and poses have different lengths")
-        K = torch.as_tensor(np.asarray(prev["intrinsics"]), dtype=torch.float32).reshape(-1, 3, 3)[0]
-        focal = float((K[0, 0] + K[1, 1]) / 2)
-        for k in range(n_prev):
-            pose = np.asarray(poses[k].detach().cpu() if isinstance(poses[k], torch.Tensor) else poses[k],
-                              dtype=np.float64)
-            c2w = tum_to_pose_matrix(pose) if pose.size == 7 else pose.reshape(4, 4)
-            self._set_pose(self.im_poses, k, torch.as_tensor(c2w, dtype=torch.float32, device=self.device),
-                           force=True)
-            d = torch.as_tensor(np.asarray(depths[k].detach().cpu() if isinstance(depths[k], torch.Tensor)
-                                           else depths[k]))
-            if tuple(d.shape) != self.imshapes[k]:
-                raise Monst3rInputError(f"previous depth {k} is {tuple(d.shape)} but frame {k} is {self.imshapes[k]}")
-            self._set_depthmap(k, d, force=True)
-            if not self.shared_focal:
-                self._set_focal(k, focal, force=True)
-        if self.shared_focal:
-            self._set_focal(0, focal, force=True)
-        self.n_prev_frames = n_prev
-        self.norm_pw_scale = False  # scale fixed by the previous frames
-
-    def clean_prev_results(self):
-        """Drop the re-used previous frames from the results (``result()`` and the save methods)."""
-        self._prev_cleaned = True
-        return self
-
-    @torch.no_grad()
-    def _estimate_missing_focals(self) -> None:
-        """Weiszfeld focal from the best edge of every image whose focal is still trainable."""
-        if not self.im_focals.requires_grad:
-            return
-        best: dict[int, tuple[float, int]] = {}
-        for e, (i, j) in enumerate(self.edges):
-            s = float(self._stacked_conf_i[e].mean() * self._stacked_conf_j[e].mean())
-            if i not in best or s > best[i][0]:
-                best[i] = (s, e)
-        focals = []
-        for k in range(self.n_imgs):
-            e = best[k][1] if k in best else None
-            if e is None:
-                focals.append(None)
-                continue
-            pts = self._unravel_t(self._pred_i_t[e], k)[None]
-            focals.append(float(init_im_poses.estimate_focal_knowing_depth(pts)[0]))
-        if self.shared_focal:
-            fs = [f for f in focals if f is not None]
-            self._set_focal(0, sum(fs) / len(fs))
-        else:
-            for k, f in enumerate(focals):
-                if f is not None:
-                    self._set_focal(k, f)
-
-    # ------------------------------------------------------------------------------------------------------
     # initialisation hooks
     # ------------------------------------------------------------------------------------------------------
     def initialize(self, init: str | None, niter_PnP: int = 10):
         self._full_ctx = None
         if init in ("msp", "mst") and self.n_prev_frames:
             self._root_mask.zero_()
-            return init_im_poses.init_from_previous_result(self, self.n_prev_frames, niter_PnP=niter_PnP)
+            return self._init_from_previous_result(self.n_prev_frames, niter_PnP=niter_PnP)
         if init in ("msp", "mst"):
-            pts3d, _, im_focals, im_poses, trav = init_im_poses.minimum_spanning_tree(
-                self.imshapes, self.edges, self.pred_i, self.pred_j, self.conf_i, self.conf_j, self.im_conf,
-                self.min_conf_thr, self.device, has_im_poses=True, niter_PnP=niter_PnP, faithful=self.faithful,
-                return_traversal=True)
-            init_im_poses.init_from_pts3d(self, pts3d, im_focals, im_poses)
+            trav = self._init_minimum_spanning_tree(niter_PnP=niter_PnP, return_traversal=True)
             self._root_mask.zero_()
             if self.im_poses.requires_grad:
                 self._root_mask[trav[0][0]] = True  # gauge anchor: translation stays exactly 0
@@ -628,246 +255,6 @@ class PointCloudOptimizer(BasePCOptimizer):
                 self.preset_pose(self.camera_poses, requires_grad=self.im_poses.requires_grad)
             self._root_mask.zero_()
         return super().initialize(init, niter_PnP=niter_PnP)
-
-    # ------------------------------------------------------------------------------------------------------
-    # problem description (all frames, or a window)
-    # ------------------------------------------------------------------------------------------------------
-    def _flow_directed(self):
-        """Directed flow pairs (src, tgt, group, factor) of the rows of the flow store ``_flow_obs``.
-
-        With a symmetrized graph whose flows are consistent (flow_ji of an edge == flow_ij of its reverse) the
-        i->j terms of all edges already contain every j->i term of the reverse edges, so each directed pair is
-        evaluated once and counted twice (same value as the original, half the work); the store then holds
-        flow_ij only. Otherwise the store holds flow_ij then flow_ji (two pooled groups).
-        """
-        E = self.n_edges
-        if self._flow_rev is not None:
-            return self._ei, self._ej, torch.zeros(E, dtype=torch.long, device=self.device), 2.0
-        src, tgt = torch.cat((self._ei, self._ej)), torch.cat((self._ej, self._ei))
-        group = torch.cat((torch.zeros(E, dtype=torch.long), torch.ones(E, dtype=torch.long))).to(self.device)
-        return src, tgt, group, 1.0
-
-    def _make_ctx(self, frames: range | None = None) -> _Ctx:
-        """Index data for frames ``[start, end)`` (all frames when None) and the pairs inside."""
-        N = self.n_imgs
-        start, end = (0, N) if frames is None else (frames.start, frames.stop)
-        inside = (self._ei >= start) & (self._ei < end) & (self._ej >= start) & (self._ej < end)
-        eids = torch.nonzero(inside).ravel()
-        ei, ej = self._ei[eids] - start, self._ej[eids] - start
-        grid = self._grid[0] if self.same_size else self._grid[start:end]
-        E = self.n_edges
-        full = len(eids) == E
-        rows = None if full else torch.cat((eids, eids + E))
-        areas = torch.cat((self._edge_area_i[eids], self._edge_area_j[eids]))
-        e = len(eids)
-        if self.faithful and not self.batchify and not self.window_wise and not self.same_size:
-            norm = areas * max(e, 1)  # the original's non-batched per-edge normalisation (only differs then)
-        else:
-            norm = torch.cat((self._edge_area_i[eids].sum().expand(e), self._edge_area_j[eids].sum().expand(e)))
-        ctx = _Ctx(n=end - start, start=start, ei=ei, ej=ej, pred_rows=rows, norm=norm, idx=torch.cat((ei, ej)), grid=grid,
-                   edge_ids=eids)
-        if self.flow_loss_weight > 0 and self._flow_obs is not None:
-            src, tgt, group, factor = self._flow_directed()
-            keep = (src >= start) & (src < end) & (tgt >= start) & (tgt < end)
-            d = torch.nonzero(keep).ravel()
-            ctx.fl_rows = None if len(d) == len(src) else d
-            ctx.fl_src, ctx.fl_tgt = src[d] - start, tgt[d] - start
-            ctx.fl_static = (~self._dyn[start:end]).float()  # float 0/1: boolean ops are slow on CPU
-            ctx.fl_valid = self.flow_use_validity and self._flow_valid is not None
-            g = group[d]
-            present = [k for k in (0, 1) if bool((g == k).any())]
-            ctx.fl_group = torch.zeros_like(g)
-            rows_of = []
-            for pos, k in enumerate(present):
-                sel = torch.nonzero(g == k).ravel()
-                ctx.fl_group[sel] = pos
-                rows_of.append(sel)
-            ctx.fl_group_rows = tuple(rows_of)
-            ctx.fl_factor = factor
-            if grid.ndim == 2:
-                ctx.fl_ph = torch.cat((grid, torch.ones_like(grid[:1])), dim=0)  # [3, HW]
-        if self.depth_regularize_weight > 0 and self.init_depthmaps is not None:
-            ctx.dyn = self._dyn[start:end]
-            ctx.init_depth = ravel_pad_stack(self.init_depthmaps[start:end], self.max_area).to(self.device)
-        return ctx
-
-    def _ctx(self) -> _Ctx:
-        if self._full_ctx is None:
-            self._full_ctx = self._make_ctx()
-        return self._full_ctx
-
-    # ------------------------------------------------------------------------------------------------------
-    # loss
-    # ------------------------------------------------------------------------------------------------------
-    def _flow_active(self, epoch: int) -> bool:
-        return (self.flow_loss_weight > 0 and self.flow_ij is not None
-                and epoch >= self.num_total_iter * self.flow_loss_start_epoch)
-
-    @property
-    def _per_edge_flow(self) -> bool:
-        """The original's non-batched flow pooling (per directed pair, then summed / E): faithful mode only."""
-        return self.faithful and not self.batchify and not self.window_wise
-
-    def _gate(self, flow: torch.Tensor) -> torch.Tensor:
-        if self.flow_loss_thre > 0:
-            return torch.where(flow > self.flow_loss_thre, torch.zeros_like(flow), flow)
-        return flow
-
-    # variables -------------------------------------------------------------------------------------------
-    def _make_vars(self, depth_log, pose_params, focal_params, pp_params, pps_base, pw_params, norm, adapt) -> _Vars:
-        """Decode raw parameters (one fused pose decoding for images and pairs)."""
-        n = pose_params.shape[0]
-        R, T = self._decode_poses(torch.cat((pose_params, pw_params[:, :7])))
-        scale = pw_params[:, 7].exp() * norm
-        focals = (focal_params.reshape(-1) / self.focal_break).exp()
-        if focals.numel() == 1 and n > 1:
-            focals = focals.expand(n)
-        return _Vars(depth=depth_log.exp(), R=R[:n], T=T[:n], focals=focals, pps=pps_base + 10 * pp_params,
-                     M=R[n:] * scale[:, None, None], t=T[n:] * scale[:, None], adapt=adapt)
-
-    def _variables(self) -> _Vars:
-        adapt = self.get_adaptors() if self.has_adaptors else None
-        return self._make_vars(self.im_depthmaps, self._pose_params(), self.im_focals, self.im_pp, self._pp,
-                               self.pw_poses, self.get_pw_norm_scale_factor(), adapt)
-
-    # terms -----------------------------------------------------------------------------------------------
-    def _chunk_rows(self) -> int:
-        """Pairs per chunk of the loss kernels (``chunk_size``, or a per-device pixel budget)."""
-        return default_chunk_rows(self.max_area, self.device, self.chunk_size)
-
-    def _pair_align(self, ctx: _Ctx, X: torch.Tensor, M: torch.Tensor, t: torch.Tensor,
-                    adapt: torch.Tensor | None) -> torch.Tensor:
-        """Normalised alignment term l_i + l_j (optimizer.md 5.1) over the pairs of ``ctx``.
-
-        X: ``[n, 3, HW]`` world points; M ``[e, 3, 3]`` / t ``[e, 3]``: scaled pair poses of the pairs of ``ctx``.
-        Both views of every pair go through one fused, chunked kernel call (rows of view 1, then of view 2).
-        """
-        M2, t2 = torch.cat((M, M)), torch.cat((t, t))
-        a2 = torch.cat((adapt, adapt)) if adapt is not None else None
-        squared = self.dist is ALL_DISTS["l2"]
-        return pair_align_sum(X, M2, t2, self._pred_t, self._row_weights(ctx), ctx.idx, rows=ctx.pred_rows,
-                              adapt=a2, squared=squared, chunk=self._chunk_rows())
-
-    def _row_weights(self, ctx: _Ctx):
-        """Loss weights conf_trf(conf) / norm of rows a..b-1 of ``ctx`` (``w(a, b)``), computed when the kernel
-        reaches them: a stored copy would cost as much memory as the confidences (a cheap recomputation)."""
-        conf, rows, norm, img = self._stacked_conf, ctx.pred_rows, ctx.norm, ctx.idx + ctx.start
-
-        def w(a: int, b: int) -> torch.Tensor:
-            c = conf[a:b] if rows is None else conf.index_select(0, rows[a:b])
-            wc = self.conf_trf(c)
-            if not self.same_size:  # padded pixels weigh 0 (their raw confidence 0 would give log(0))
-                wc = torch.where(self._valid.index_select(0, img[a:b]), wc, torch.zeros_like(wc))
-            return wc / norm[a:b, None]
-        return w
-
-    @staticmethod
-    def _intrinsics_pair(focals: torch.Tensor, pps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """K and K^-1 ``[n, 3, 3]`` built with one stack each (cheap in autograd)."""
-        z, o = torch.zeros_like(focals), torch.ones_like(focals)
-        cx, cy = pps[:, 0], pps[:, 1]
-        K = torch.stack((focals, z, cx, z, focals, cy, z, z, o), dim=1).view(-1, 3, 3)
-        inv_f = 1 / focals
-        Kinv = torch.stack((inv_f, z, -cx * inv_f, z, inv_f, -cy * inv_f, z, z, o), dim=1).view(-1, 3, 3)
-        return K, Kinv
-
-    def _flow_parts(self, ctx: _Ctx, depth, R, T, K, Kinv):
-        """Per group of directed pairs (numerator, count) of the flow loss over the pairs of ``ctx``; with the
-        original's non-batched pooling (faithful) one group whose numerator is sum(num / count) over the pairs."""
-        src, tgt = ctx.fl_src, ctx.fl_tgt
-        Rt = R[tgt].transpose(1, 2)
-        Hm = K[tgt] @ (Rt @ R[src]) @ Kinv[src]
-        kt = (K[tgt] @ (Rt @ (T[src] - T[tgt])[..., None]))[..., 0]  # [D, 3]
-        if ctx.fl_ph is None:
-            raise RuntimeError("the flow loss needs images of one size")
-        disp = 1 / (depth + 1e-6)  # [n, HW]
-        if self._per_edge_flow:
-            group = torch.zeros_like(src)
-            group_rows = (torch.arange(len(src), device=src.device),)
-            per_row = "raw" if self.faithful else "guard"  # the original: NaN for a pair without static pixels
-        else:
-            group, group_rows, per_row = ctx.fl_group, ctx.fl_group_rows, None
-        valid = self._flow_valid if ctx.fl_valid else None
-        return ego_flow_sum(Hm, kt, disp, src, self._flow_obs, ctx.fl_static, ctx.fl_ph, group=group,
-                            group_rows=group_rows, obs_rows=ctx.fl_rows, valid=valid, valid_rows=ctx.fl_rows,
-                            per_row=per_row, thre=self.pxl_thre, mse=self.flow_loss_fn == "mse",
-                            chunk=self._chunk_rows())
-
-    def _combine_flow(self, ctx: _Ctx, num: torch.Tensor, cnt: torch.Tensor, n_edges: int) -> torch.Tensor:
-        """Flow value from per-group parts: pooled per direction group (batched formula), or the original's
-        non-batched per-edge pooling summed over edges / E (faithful non-batched mode: ``num`` already holds
-        sum(num / count))."""
-        if self._per_edge_flow:
-            return ctx.fl_factor * num.sum() / n_edges
-        guard = not self.faithful
-        total = num.new_zeros(())
-        for g in range(len(num)):
-            total = total + num[g] / (cnt[g].clamp_min(1) if guard else cnt[g])
-        return ctx.fl_factor * total
-
-    def _temporal(self, R: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
-        """sum_k |R_k^T R_k+1 - I|_F + w |R_k^T (T_k+1 - T_k)| (= inverse(P_k) P_k+1, optimizer.md 5.2)."""
-        if R.shape[0] < 2:
-            return R.new_zeros(())
-        Rt = R[:-1].transpose(1, 2)
-        rel_R = Rt @ R[1:]
-        rel_t = (Rt @ (T[1:] - T[:-1])[..., None])[..., 0]
-        eye = torch.eye(3, device=R.device, dtype=R.dtype)
-        # torch's norms have a zero subgradient at 0 (identical consecutive poses); a plain sqrt would give NaN
-        rot = torch.linalg.matrix_norm(rel_R - eye)
-        trans = torch.linalg.vector_norm(rel_t, dim=1)
-        return (rot + self.translation_weight * trans).sum()
-
-    def _depth_prior(self, ctx: _Ctx, depth: torch.Tensor) -> torch.Tensor:
-        red = "sum" if self._per_edge_flow else "mean"
-        return depth_regularization_si_weighted(depth[:, None], ctx.init_depth[:, None], ctx.dyn[:, None],
-                                                faithful=self.faithful, reduction=red)
-
-    def _loss(self, ctx: _Ctx, epoch: int, v: _Vars, terms: bool = False):
-        """Total loss (batched formulas) for the problem ``ctx`` given the variables ``v``."""
-        X = self._world_points(v.depth, v.R, v.T, v.focals, v.pps, ctx.grid)
-        align = self._pair_align(ctx, X, v.M, v.t, v.adapt)
-        loss = align
-        out = dict(align=align)
-        if self.temporal_smoothing_weight > 0 or terms:
-            temporal = self._temporal(v.R, v.T)
-            out["temporal_unweighted"] = temporal
-            if self.temporal_smoothing_weight > 0:
-                loss = loss + self.temporal_smoothing_weight * temporal
-        flow_gated = align.new_zeros(())
-        if ctx.fl_src is not None and (self._flow_active(epoch) or terms) and len(ctx.fl_src):
-            K, Kinv = self._intrinsics_pair(v.focals, v.pps)
-            num, cnt = self._flow_parts(ctx, v.depth, v.R, v.T, K, Kinv)
-            flow = self._combine_flow(ctx, num, cnt, len(ctx.ei))
-            out["flow_unweighted_ungated"] = flow
-            if self._flow_active(epoch):
-                flow_gated = self._gate(flow)
-                loss = loss + self.flow_loss_weight * flow_gated
-        if self.depth_regularize_weight > 0 and ctx.init_depth is not None:
-            dreg = self._depth_prior(ctx, v.depth)
-            out["depth_reg"] = dreg
-            loss = loss + self.depth_regularize_weight * dreg
-        out["total"] = loss
-        out["flow_term_as_gated"] = flow_gated
-        return (loss, flow_gated, out) if terms else (loss, flow_gated)
-
-    def forward(self, epoch: int = 9999):
-        """(total loss, gated unweighted flow value) of the current parameters over all pairs."""
-        return self._loss(self._ctx(), epoch, self._variables())
-
-    @torch.no_grad()
-    def loss_terms(self, epoch: int = 9999) -> dict[str, float]:
-        """Unweighted terms for inspection: align, temporal_unweighted, flow_unweighted_ungated, total, ..."""
-        _, _, out = self._loss(self._ctx(), epoch, self._variables(), terms=True)
-        return {k: float(v) for k, v in out.items()}
-
-    # ------------------------------------------------------------------------------------------------------
-    # non-batched mode
-    # ------------------------------------------------------------------------------------------------------
-    # The loss kernels already process the pairs in chunks of ``chunk_size`` with only one chunk's intermediates
-    # alive, so the non-batched mode (``batchify=False``) shares the batched code path and memory; it differs
-    # only by the original's per-edge normalisations in faithful mode (``_per_edge_flow``, ``_make_ctx``,
-    # ``_depth_prior``).
 
     # ------------------------------------------------------------------------------------------------------
     # window-wise mode
@@ -952,10 +339,9 @@ class PointCloudOptimizer(BasePCOptimizer):
         params = [p for p in (d_opt, p_opt, pw_opt, f_opt, pp_opt) if p.requires_grad]
         if not params:
             return None
-        optimizer = make_adam(params, lr)
         tdim = torch.arange(7, device=self.device) >= 4
 
-        def variables() -> _Vars:
+        def variables() -> DecodedVariables:
             pose_p = torch.cat((self.im_poses.detach()[s:opt_start], p_opt))
             if not self.faithful and bool(root.any()):
                 pose_p = torch.where(root[:, None] & tdim, pose_p.detach(), pose_p)
@@ -968,23 +354,13 @@ class PointCloudOptimizer(BasePCOptimizer):
                                    torch.cat((self.im_pp.detach()[s:opt_start], pp_opt)), self._pp[s:e], pw_opt,
                                    norm, adapt)
 
-        n_run = niter if max_iters is None else min(niter, max_iters)
-        rec = LoopRecord(n_run, self.device, d_opt.dtype)  # nothing of an iteration outlives it (see LoopRecord)
-        bar = tqdm(total=niter, disable=not self.verbose, desc=f"window {w_index} [{s}, {e})", leave=False)
-        try:
-            for it in range(n_run):
-                cur_lr = get_lr(schedule, it / niter, lr, lr_min)
-                for g in optimizer.param_groups:
-                    g["lr"] = cur_lr
-                optimizer.zero_grad(set_to_none=True)
-                loss, flow = self._loss(ctx, it, variables())
-                loss.backward()
-                optimizer.step()
-                rec.put(it, loss, flow, cur_lr)
-                del loss, flow
-                bar.update()
-        finally:
-            bar.close()
+        def step(it: int):
+            loss, flow = self._loss(ctx, it, variables())
+            loss.backward()
+            return loss, flow
+
+        last = run_adam(params, step, self.history, lr=lr, niter=niter, schedule=schedule, lr_min=lr_min,
+                        max_iters=max_iters, verbose=self.verbose, desc=f"window {w_index} [{s}, {e})")
         with torch.no_grad():
             self.im_depthmaps.data[opt_start:e] = d_opt.data
             self.im_poses.data[opt_start:e] = p_opt.data
@@ -993,5 +369,4 @@ class PointCloudOptimizer(BasePCOptimizer):
             else:
                 self.im_focals.data[opt_start:e] = f_opt.data
             self.im_pp.data[opt_start:e] = pp_opt.data
-        rec.extend_history(self.history)
-        return rec.last_loss()
+        return last

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 
 from monst3r.cloud_opt.base_opt import BasePCOptimizer
-from monst3r.cloud_opt.commons import edge_str
-from monst3r.cloud_opt.motion_mask import pair_geometry
+from monst3r.cloud_opt.edges import edge_str
+from monst3r.cloud_opt.self_masks import pair_geometry
 from monst3r.errors import Monst3rInputError
 from monst3r.utils.geometry import depthmap_to_pts3d, geotrf, intrinsics_from_focal_pp
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import roma
 import torch
 from scipy.spatial.transform import Rotation
 
@@ -197,11 +196,6 @@ def signed_expm1_smooth(x: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------------
 # quaternions / TUM
 # ----------------------------------------------------------------------------------------------------------
-def quat_param_to_rotmat(q_xyzw: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices ``[..., 3, 3]`` from unnormalised XYZW quaternions ``[..., 4]``."""
-    return roma.unitquat_to_rotmat(torch.nn.functional.normalize(q_xyzw, dim=-1))
-
-
 def c2w_to_tumpose(c2w: np.ndarray | torch.Tensor) -> np.ndarray:
     """(x, y, z, qw, qx, qy, qz) float64 from a c2w ``[4, 4]`` (scipy quaternion, sign not canonicalised)."""
     if isinstance(c2w, torch.Tensor):

@@ -1,4 +1,5 @@
-"""Loss terms of the global optimizer other than the pairwise alignment (optimizer.md 5.2-5.4)."""
+"""Loss terms of the global optimizer other than the pairwise alignment (optimizer.md 5.2-5.4): the masked flow
+loss, the depth prior and the relative-pose (temporal) loss. Not the training losses (``monst3r/losses.py``)."""
 from __future__ import annotations
 
 import torch
@@ -41,18 +42,6 @@ def smooth_l1_masked(est: torch.Tensor, obs: torch.Tensor, mask: torch.Tensor | 
     if nan_guard:
         return num / cnt.clamp_min(1)
     return num / cnt
-
-
-def mse_masked(est: torch.Tensor, obs: torch.Tensor, mask: torch.Tensor | None, nan_guard: bool = True,
-               return_parts: bool = False, reduce_dims: tuple[int, ...] | None = None):
-    """sum((est m - obs m)^2) / sum(m) (the original's 'mse' flow loss, unusable there because of a typo)."""
-    m = torch.ones_like(est, dtype=torch.bool) if mask is None else mask.expand_as(est)
-    mf = m.to(est.dtype)
-    sq = ((est - obs) * mf).square()
-    num, cnt = (sq.sum(), mf.sum()) if reduce_dims is None else (sq.sum(dim=reduce_dims), mf.sum(dim=reduce_dims))
-    if return_parts:
-        return num, cnt
-    return num / cnt.clamp_min(1) if nan_guard else num / cnt
 
 
 def depth_regularization_si_weighted(depth_pred: torch.Tensor, depth_init: torch.Tensor,

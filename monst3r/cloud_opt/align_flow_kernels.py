@@ -1,4 +1,7 @@
-"""Fused, chunked autograd functions for the two heavy loss terms (channels-first layout ``[rows, 3, HW]``).
+"""Fused, chunked autograd functions computing the two heavy loss terms of the optimizer, the pairwise
+alignment sum (:func:`pair_align_sum`, optimizer.md 5.1) and the ego-flow versus optical-flow sum
+(:func:`ego_flow_sum`, 5.3), in the channels-first layout ``[rows, 3, HW]``; plus the pose decoding
+(:func:`quat_param_to_rotmat_fast`, :func:`signed_expm1_fn`).
 
 Both terms are sums over many pairs of per-pixel costs whose inputs (pair predictions, optical flows) are
 large and constant, while the variables they depend on are small (world points per image, one pose per pair).
@@ -115,6 +118,49 @@ def pair_align_sum(X: torch.Tensor, M: torch.Tensor, t: torch.Tensor, P: torch.T
 # ----------------------------------------------------------------------------------------------------------
 # optical-flow term (optimizer.md 5.3)
 # ----------------------------------------------------------------------------------------------------------
+def _chunk_flow_loss(x: torch.Tensor, m: torch.Tensor, mse: bool, thre: float, bound: float, num_r: torch.Tensor,
+                     cnt_r: torch.Tensor, a: int, b: int) -> torch.Tensor:
+    """Loss of rows a..b-1 of :class:`_EgoFlowSum` from x = m (ego - obs) ``[c, 2, HW]`` and the mask m
+    ``[c, 1, HW]``: writes numerators ``num_r[a:b]`` and counts ``cnt_r[a:b]`` and returns d num / d x (computed
+    in place in x)."""
+    if mse:
+        num_r[a:b] = (x * x).sum(dim=(1, 2))
+        cnt_r[a:b] = m.sum(dim=(1, 2)) * 2
+        return x.mul_(2)
+    ax = x.abs()
+    cl = ax.clamp(max=1)
+    l = (ax * cl).addcmul_(cl, cl, value=-0.5)  # 0.5 x^2 if |x| < 1 else |x| - 0.5
+    # on the CPU, skip the per-element threshold when no element reaches it (then keep = m exactly)
+    if thre > 0 and not (ax.device.type == "cpu" and float(ax.max()) < bound):
+        del cl
+        keep = (bound - ax).sign_().clamp_(min=0).mul_(m)
+        del ax
+        cnt_r[a:b] = keep.sum(dim=(1, 2))
+        num_r[a:b] = l.mul_(keep).sum(dim=(1, 2))
+        del l
+        dl = x.clamp_(-1, 1).mul_(keep)
+        del keep
+    else:
+        # x = 0 (so l = 0) on masked pixels: the mask needs no multiplication
+        cnt_r[a:b] = m.sum(dim=(1, 2)) * (2 if thre > 0 else 1)
+        num_r[a:b] = l.sum(dim=(1, 2))
+        del ax, cl, l
+        dl = x.clamp_(-1, 1)
+    return dl
+
+
+def _pool_groups(num_r: torch.Tensor, cnt_r: torch.Tensor, group_rows: tuple, per_row: str | None):
+    """Per-row numerators / counts ``[D]`` -> per-group (numerator, count) ``[G]`` (see :class:`_EgoFlowSum`)."""
+    G = len(group_rows)
+    if per_row is None:
+        num = torch.stack([num_r[r].sum() for r in group_rows]) if G else num_r.new_zeros(0)
+    else:
+        per = num_r / (cnt_r.clamp_min(1) if per_row == "guard" else cnt_r)
+        num = torch.stack([per[r].sum() for r in group_rows]) if G else num_r.new_zeros(0)
+    cnt = torch.stack([cnt_r[r].sum() for r in group_rows]) if G else cnt_r.new_zeros(0)
+    return num, cnt
+
+
 class _EgoFlowSum(torch.autograd.Function):
     """Masked smooth-L1 (or squared) error between ego-motion flow and optical flow, summed per group of
     directed pairs (rows).
@@ -170,30 +216,7 @@ class _EgoFlowSum(torch.autograd.Function):
             gq = qn.new_empty(c, 3, qn.shape[2]) if any_grad else None
             x = torch.sub(qn, Pxy, out=gq[:, :2]) if any_grad else qn - Pxy
             x.sub_(_take(obs, obs_rows, a, b)).mul_(m)
-            if mse:
-                num_r[a:b] = (x * x).sum(dim=(1, 2))
-                cnt_r[a:b] = m.sum(dim=(1, 2)) * 2
-                dl = x.mul_(2)
-            else:
-                ax = x.abs()
-                cl = ax.clamp(max=1)
-                l = (ax * cl).addcmul_(cl, cl, value=-0.5)  # 0.5 x^2 if |x| < 1 else |x| - 0.5
-                # on the CPU, skip the per-element threshold when no element reaches it (then keep = m exactly)
-                if thre > 0 and not (ax.device.type == "cpu" and float(ax.max()) < bound):
-                    del cl
-                    keep = (bound - ax).sign_().clamp_(min=0).mul_(m)
-                    del ax
-                    cnt_r[a:b] = keep.sum(dim=(1, 2))
-                    num_r[a:b] = l.mul_(keep).sum(dim=(1, 2))
-                    del l
-                    dl = x.clamp_(-1, 1).mul_(keep)
-                    del keep
-                else:
-                    # x = 0 (so l = 0) on masked pixels: the mask needs no multiplication
-                    cnt_r[a:b] = m.sum(dim=(1, 2)) * (2 if thre > 0 else 1)
-                    num_r[a:b] = l.sum(dim=(1, 2))
-                    del ax, cl, l
-                    dl = x.clamp_(-1, 1)
+            dl = _chunk_flow_loss(x, m, mse, thre, bound, num_r, cnt_r, a, b)
             del m
             if not any_grad:
                 continue
@@ -212,12 +235,7 @@ class _EgoFlowSum(torch.autograd.Function):
             if need_d:
                 gdr = torch.bmm(kt[a:b, None, :], gq)[:, 0]  # [c, HW]
                 gd.index_add_(0, group[a:b] * n_img + src_c if G > 1 else src_c, gdr)
-        if per_row is None:
-            num = torch.stack([num_r[r].sum() for r in group_rows]) if G else num_r.new_zeros(0)
-        else:
-            per = num_r / (cnt_r.clamp_min(1) if per_row == "guard" else cnt_r)
-            num = torch.stack([per[r].sum() for r in group_rows]) if G else num_r.new_zeros(0)
-        cnt = torch.stack([cnt_r[r].sum() for r in group_rows]) if G else cnt_r.new_zeros(0)
+        num, cnt = _pool_groups(num_r, cnt_r, group_rows, per_row)
         ctx.save_for_backward(gH, gk, gd, group)
         ctx.n_img = n_img
         ctx.mark_non_differentiable(cnt)

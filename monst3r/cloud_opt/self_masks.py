@@ -134,6 +134,64 @@ def pair_geometry(pi_ab: torch.Tensor, pj_ab: torch.Tensor, ci_ab: torch.Tensor,
     return _pair_finish(st, results, pi_ab, pi_ba)
 
 
+def _pair_order(edges: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """(forward, reverse) edge indices of every unordered pair (the edge listed first is the forward one)."""
+    pos = {(int(i), int(j)): k for k, (i, j) in enumerate(edges)}
+    fwd, rev = [], []
+    for k, (i, j) in enumerate(edges):
+        r = pos.get((int(j), int(i)))
+        if r is None:
+            raise ValueError(f"motion masks need a symmetrized pair graph; edge ({i}, {j}) has no reverse")
+        if k < r:
+            fwd.append(k)
+            rev.append(r)
+    return fwd, rev
+
+
+def _normalised_errors(g: PairGeometry, flow_ab: torch.Tensor, flow_ba: torch.Tensor, faithful: bool):
+    """Ego flows a->b and b->a ``[p, 2, H, W]`` of the pair geometries ``g`` and the error maps |ego - flow|
+    ``[2p, HW]`` (a->b rows, then b->a), each normalised by its own min and max (a constant map gives 0 unless
+    ``faithful``, bug 14.14). Returns (normalised errors, ego_ab, ego_ba)."""
+    R, T = g.c2w[:, :, :3, :3], g.c2w[:, :, :3, 3]
+    Kinv = inv_intrinsics(g.K)
+    disp = 1 / (g.depths + 1e-6)  # [p, 2, H, W]
+    ego_ab = ego_flow(R[:, 0], T[:, 0], R[:, 1], T[:, 1], disp[:, 0:1], g.K[:, 1], Kinv[:, 0])
+    ego_ba = ego_flow(R[:, 1], T[:, 1], R[:, 0], T[:, 0], disp[:, 1:2], g.K[:, 0], Kinv[:, 1])
+    p = len(flow_ab)
+    err_a = torch.linalg.vector_norm(ego_ab - flow_ab, dim=1).reshape(p, -1)
+    err_b = torch.linalg.vector_norm(ego_ba - flow_ba, dim=1).reshape(p, -1)
+    errs = torch.cat((err_a, err_b))  # [2p, HW]
+    mn = errs.min(dim=1, keepdim=True).values
+    mx = errs.max(dim=1, keepdim=True).values
+    rng = mx - mn
+    if not faithful:
+        rng = rng.clamp_min(torch.finfo(rng.dtype).tiny)
+    return (errs - mn) / rng, ego_ab, ego_ba
+
+
+def _pipelined_pnp(n_pairs: int, chunk_size: int, niter_PnP: int, prepare, finish) -> None:
+    """For each chunk start s: ``st = prepare(s)``, its RANSAC PnPs, then ``finish(s, st, results)``.
+
+    The RANSAC PnPs (OpenCV, CPU) of a chunk run in a thread pool while the next chunks are prepared on the
+    device; at most ~2 x workers pairs are in flight, so the memory stays bounded. Chunks are finished in order
+    (same accumulation order as a sequential loop).
+    """
+    workers = max(1, min(n_pairs, os.cpu_count() or 1))
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for s in range(0, n_pairs, chunk_size):
+            st = prepare(s)
+            futures = [pool.submit(fast_pnp, **job) for job in _pnp_jobs(st, niter_PnP)]
+            st["other_pts"] = None
+            pending.append((s, st, futures))
+            while pending and sum(len(p[2]) for p in pending) > max(2 * workers, chunk_size):
+                s0, st0, fut0 = pending.popleft()
+                finish(s0, st0, [f.result() for f in fut0])
+        while pending:
+            s0, st0, fut0 = pending.popleft()
+            finish(s0, st0, [f.result() for f in fut0])
+
+
 @torch.no_grad()
 def motion_masks_from_pairs(stacked_pred_i: torch.Tensor, stacked_pred_j: torch.Tensor,
                             stacked_conf_i: torch.Tensor, stacked_conf_j: torch.Tensor,
@@ -158,15 +216,7 @@ def motion_masks_from_pairs(stacked_pred_i: torch.Tensor, stacked_pred_j: torch.
     if not chunk_size:
         chunk_size = max(1, (1 << 21) // max(H * W, 1))
     dev = stacked_pred_i.device
-    pos = {(int(i), int(j)): k for k, (i, j) in enumerate(edges)}
-    fwd, rev = [], []
-    for k, (i, j) in enumerate(edges):
-        r = pos.get((int(j), int(i)))
-        if r is None:
-            raise ValueError(f"motion masks need a symmetrized pair graph; edge ({i}, {j}) has no reverse")
-        if k < r:
-            fwd.append(k)
-            rev.append(r)
+    fwd, rev = _pair_order(edges)
     fwd_t = torch.tensor(fwd, device=dev, dtype=torch.long)
     rev_t = torch.tensor(rev, device=dev, dtype=torch.long)
     src_a = torch.tensor([edges[k][0] for k in fwd], device=dev, dtype=torch.long)
@@ -187,21 +237,8 @@ def motion_masks_from_pairs(stacked_pred_i: torch.Tensor, stacked_pred_j: torch.
         # the other camera's points, recomputed from the stored predictions (not kept while the PnPs run)
         st["other_pts"] = torch.where((st["ref"] == 0)[:, None, None, None], stacked_pred_j[e], stacked_pred_j[r])
         g = _pair_finish(st, results, pi_ab, pi_ba)
-        R, T = g.c2w[:, :, :3, :3], g.c2w[:, :, :3, 3]
-        Kinv = inv_intrinsics(g.K)
-        disp = 1 / (g.depths + 1e-6)  # [p, 2, H, W]
-        ego_ab = ego_flow(R[:, 0], T[:, 0], R[:, 1], T[:, 1], disp[:, 0:1], g.K[:, 1], Kinv[:, 0])
-        ego_ba = ego_flow(R[:, 1], T[:, 1], R[:, 0], T[:, 0], disp[:, 1:2], g.K[:, 0], Kinv[:, 1])
-        err_a = torch.linalg.vector_norm(ego_ab - flow_ij[e], dim=1).reshape(len(e), -1)
-        f_ba = flow_ij[r] if flow_ji is None else flow_ji[e]
-        err_b = torch.linalg.vector_norm(ego_ba - f_ba, dim=1).reshape(len(e), -1)
-        errs = torch.cat((err_a, err_b))  # [2p, HW]
-        mn = errs.min(dim=1, keepdim=True).values
-        mx = errs.max(dim=1, keepdim=True).values
-        rng = mx - mn
-        if not faithful:
-            rng = rng.clamp_min(torch.finfo(rng.dtype).tiny)
-        norm_err = (errs - mn) / rng
+        norm_err, ego_ab, ego_ba = _normalised_errors(g, flow_ij[e], flow_ij[r] if flow_ji is None else flow_ji[e],
+                                                      faithful)
         frames = torch.cat((src_a[s:s + chunk_size], src_b[s:s + chunk_size]))
         err_sum.index_add_(0, frames, norm_err)
         err_cnt.index_add_(0, frames, torch.ones_like(frames, dtype=torch.float32))
@@ -209,26 +246,11 @@ def motion_masks_from_pairs(stacked_pred_i: torch.Tensor, stacked_pred_j: torch.
             ego_ab_all.append(ego_ab)
             ego_ba_all.append(ego_ba)
 
-    # The RANSAC PnPs (OpenCV, CPU) of a chunk run in a thread pool while the next chunks are prepared on the
-    # device; at most ~2 x workers pairs are in flight, so the memory stays bounded. Chunks are finished in order
-    # (same accumulation order as a sequential loop).
-    starts = list(range(0, len(fwd), chunk_size))
-    workers = max(1, min(len(fwd), os.cpu_count() or 1))
-    pending: deque = deque()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for s in starts:
-            _, _, inputs = gather(s)
-            st = _pair_setup(*inputs, min_conf_thr=min_conf_thr)
-            futures = [pool.submit(fast_pnp, **job) for job in _pnp_jobs(st, niter_PnP)]
-            st["other_pts"] = None
-            pending.append((s, st, futures))
-            del inputs
-            while pending and sum(len(p[2]) for p in pending) > max(2 * workers, chunk_size):
-                s0, st0, fut0 = pending.popleft()
-                finish(s0, st0, [f.result() for f in fut0])
-        while pending:
-            s0, st0, fut0 = pending.popleft()
-            finish(s0, st0, [f.result() for f in fut0])
+    def prepare(s):
+        _, _, inputs = gather(s)
+        return _pair_setup(*inputs, min_conf_thr=min_conf_thr)
+
+    _pipelined_pnp(len(fwd), chunk_size, niter_PnP, prepare, finish)
     mean_err = err_sum / err_cnt.clamp_min(1)[:, None]
     masks = (mean_err > motion_mask_thre).reshape(n_imgs, H, W)
     if err_cnt.eq(0).any():
