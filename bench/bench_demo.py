@@ -66,7 +66,9 @@ def synthetic_views(n: int, size: int, seed: int = 0, unique: int | None = None)
 def main(argv=None):
     import demo
     from monst3r.model import model_from_string
-    from monst3r.pipeline import StageTimer, reconstruct
+    from monst3r.config import ReconstructConfig
+    from monst3r.reconstruct import reconstruct
+    from monst3r.utils.timing import StageTimer
     from monst3r.utils.device import peak_memory_gib, resolve_device
     from third_party.raft import SEARAFT, SEARAFTConfig
 
@@ -81,6 +83,7 @@ def main(argv=None):
     a, rest = p.parse_known_args(argv)
     dargs = demo.get_parser().parse_args(["--input", "unused", "--no_sam2", "--silent"] + rest)
     dev = resolve_device(a.device)
+    cfg = ReconstructConfig.from_demo_args(dargs)
     torch.manual_seed(0)
     t0 = time.perf_counter()
     views = synthetic_views(a.frames, a.size, unique=a.unique_frames)
@@ -107,9 +110,10 @@ def main(argv=None):
     with tracker:
         if dargs.streaming:
             from monst3r.streaming import reconstruct_streaming
-            res, scene = reconstruct_streaming(views, model, dargs, dev, timer, None, flow, on_chunk=on_chunk)
+            res, scene = reconstruct_streaming(views, model, cfg, device=dev, timer=timer, flow_model=flow,
+                                               on_chunk=on_chunk)
         else:
-            res, scene = reconstruct(views, model, dargs, dev, timer, None, flow)
+            res, scene = reconstruct(views, model, cfg, device=dev, timer=timer, flow_model=flow)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     total = time.perf_counter() - t0

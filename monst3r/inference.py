@@ -56,7 +56,9 @@ def collate_with_cat(items: Sequence[Any], lists: bool = False) -> Any:
     return list(items)
 
 
-def _same_size(pairs: Sequence[Tuple[Dict, Dict]]) -> bool:
+def same_size(pairs: Sequence[Tuple[Dict, Dict]]) -> bool:
+    """True when every first view has one image size and every second view has one (the outputs can then be
+    stacked into ``[B, ...]`` tensors instead of per-pair lists)."""
     s1 = {tuple(a["img"].shape[-2:]) for a, _ in pairs}
     s2 = {tuple(b["img"].shape[-2:]) for _, b in pairs}
     return len(s1) == 1 and len(s2) == 1
@@ -122,7 +124,7 @@ def inference(pairs: Sequence[Tuple[Dict, Dict]], model: torch.nn.Module, device
         raise Monst3rInputError("no image pairs to run (check the scene graph and the number of frames)")
     if verbose:
         log.info(">> Inference with model on %d image pairs", len(pairs))
-    multiple_shapes = not _same_size(pairs)
+    multiple_shapes = not same_size(pairs)
     if multiple_shapes:
         batch_size = 1
     device = torch.device(device)
@@ -207,7 +209,7 @@ def inference_distributed(pairs: Sequence[Tuple[Dict, Dict]], model: torch.nn.Mo
     gathered: List[Any] = [None] * world
     dist.all_gather_object(gathered, local)
     parts = [g for g in gathered if g is not None]
-    multiple_shapes = not _same_size(pairs)
+    multiple_shapes = not same_size(pairs)
     return collate_with_cat(parts, lists=False) if not multiple_shapes else _concat_lists(parts)
 
 
