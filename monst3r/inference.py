@@ -84,7 +84,7 @@ def loss_of_one_batch(batch: Sequence[Dict], model: torch.nn.Module, criterion=N
     if symmetrize_batch:
         from monst3r.utils.misc import interleave
 
-        view1, view2 = _make_batch_symmetric(view1, view2, interleave)
+        view1, view2 = make_batch_symmetric(view1, view2, interleave)
     amp_dtype = dtype if dtype is not None else (torch.bfloat16 if use_amp else None)
     with _autocast(device, amp_dtype):
         pred1, pred2 = model(view1, view2)
@@ -96,7 +96,10 @@ def loss_of_one_batch(batch: Sequence[Dict], model: torch.nn.Module, criterion=N
     return result[ret] if ret else result
 
 
-def _make_batch_symmetric(view1: Dict, view2: Dict, interleave):
+def make_batch_symmetric(view1: Dict, view2: Dict, interleave):
+    """Interleave two views with ``interleave(a, b) -> ([a0, b0, a1, ...], [b0, a0, b1, ...])`` for tensors of
+    equal ndim (``[B, ...]`` -> ``[2B, ...]``); list values are interleaved element-wise. Returns the two views
+    (used by :func:`loss_of_one_batch` and by training's ``symmetrize_batch``)."""
     out1, out2 = {}, {}
     for k in view1:
         a, b = view1[k], view2[k]
