@@ -105,8 +105,9 @@ def _check_poses(scene, cfg: ReconstructConfig) -> None:
 
 
 def reconstruct(views: List[Dict], model, cfg: ReconstructConfig, *, device: torch.device,
-                timer: Optional[StageTimer] = None, prev_video_results: Optional[dict] = None, flow_model=None,
-                offload_model: bool = True, predict: Optional[Callable[[Pairs], dict]] = None,
+                timer: Optional[StageTimer] = None, prev_video_results: Optional[dict] = None,
+                flow_model: Optional[torch.nn.Module] = None, offload_model: bool = True,
+                predict: Optional[Callable[[Pairs], dict]] = None,
                 flows_fn: Optional[Callable[[Pairs], tuple]] = None, aligner_kw: Optional[dict] = None):
     """Run inference and global alignment on view dicts (``img [1,3,H,W]``, ...); returns
     ``(Reconstruction, scene)``, ``(None, None)`` on the helper ranks of a sharded (torchrun) demo run.

@@ -100,7 +100,10 @@ class PairCache:
     the global frame indices and dropped once no later chunk can use them (:meth:`prune`).
     """
 
-    def __init__(self, model, device: torch.device, cfg: ReconstructConfig, flow_model=None):
+    def __init__(self, model, device: torch.device, cfg: ReconstructConfig,
+                 flow_model: Optional[torch.nn.Module] = None):
+        """cfg: batch size, precision and flow weights of the predictions; flow_model: built on first use when
+        None."""
         self.start = 0  # global index of the current chunk's first frame (set_chunk)
         self.model, self.device, self.cfg, self.flow_model = model, device, cfg, flow_model
         self.preds: Dict[tuple, dict] = {}
@@ -270,8 +273,10 @@ def _run_chunk(imgs, chunk: Tuple[int, int, int], state: _FrameState, model, cfg
 
 def reconstruct_streaming(imgs: List[Dict], model, cfg: ReconstructConfig, *, device: torch.device,
                           timer: Optional[StageTimer] = None, prev_video_results: Optional[dict] = None,
-                          flow_model=None, on_chunk: Optional[Callable[[int, Tuple[int, int, int]], None]] = None,
-                          predict=None, reuse_pairs: bool = True, sam2_predictor=None):
+                          flow_model: Optional[torch.nn.Module] = None,
+                          on_chunk: Optional[Callable[[int, Tuple[int, int, int]], None]] = None,
+                          predict: Optional[Callable[[list], dict]] = None, reuse_pairs: bool = True,
+                          sam2_predictor=None):
     """Reconstruct a long video chunk by chunk (see the module docstring); returns ``(Reconstruction, None)``.
 
     imgs: view dicts of ``load_images`` (the first ``len(prev_video_results['poses'])`` are a previous result's
