@@ -94,6 +94,7 @@ def main(argv=None):
         torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
     timer = StageTimer()
+    phases: dict = {}  # optimizer phase times (reconstruct's phase_times)
     chunk_s: list = []
 
     def on_chunk(c, bounds):
@@ -110,10 +111,10 @@ def main(argv=None):
     with tracker:
         if dargs.streaming:
             from monst3r.streaming import reconstruct_streaming
-            res, scene = reconstruct_streaming(views, model, cfg, device=dev, timer=timer, flow_model=flow,
-                                               on_chunk=on_chunk)
+            res = reconstruct_streaming(views, model, cfg, device=dev, timer=timer, flow_model=flow,
+                                        on_chunk=on_chunk)
         else:
-            res, scene = reconstruct(views, model, cfg, device=dev, timer=timer, flow_model=flow)
+            res = reconstruct(views, model, cfg, device=dev, timer=timer, flow_model=flow, phase_times=phases)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     total = time.perf_counter() - t0
@@ -127,7 +128,7 @@ def main(argv=None):
                peak_rss_gib=peak_memory_gib(torch.device("cpu")), device=device_name(dev),
                peak_tensor_gib=tracker.peak_bytes / 2 ** 30 if a.track_tensors else None,
                chunk_s=[round(x, 3) for x in chunk_s] or None,
-               optimizer_phases_s=(getattr(scene, "timings", None) if scene is not None else res.meta.get("timings")),
+               optimizer_phases_s=res.meta.get("timings") if dargs.streaming else phases,
                pairs_computed=res.meta.get("pairs_computed"), pairs_reused=res.meta.get("pairs_reused"),
                finite=bool(np.isfinite(res.poses).all()), input_generation_s=t_gen, torch=torch.__version__,
                time=time.strftime("%Y-%m-%dT%H:%M:%S"))

@@ -343,8 +343,8 @@ def run_demo(args) -> Path:
         n = len(imgs)
     else:
         run = reconstruct_streaming if streaming else reconstruct
-        result, _ = run(imgs, model, cfg, device=device, timer=timer, prev_video_results=prev,
-                        flow_model=flow_model)
+        result = run(imgs, model, cfg, device=device, timer=timer, prev_video_results=prev,
+                     flow_model=flow_model)
         if result is None:  # a helper process of a multi-process run: rank 0 writes
             return out_dir
         _write_result(result, args, export_formats, prev, device, timer, out_dir)

@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from monst3r.config import AlignerConfig, ReconstructConfig, parse_intrinsics
+from monst3r.result import Reconstruction
 from monst3r.utils.timing import StageTimer
 
 __all__ = ["DivergedError", "load_flow_network", "make_view_pairs", "predict_pairs", "build_scene", "align_scene",
@@ -108,9 +109,10 @@ def reconstruct(views: List[Dict], model, cfg: ReconstructConfig, *, device: tor
                 timer: Optional[StageTimer] = None, prev_video_results: Optional[dict] = None,
                 flow_model: Optional[torch.nn.Module] = None, offload_model: bool = True,
                 predict: Optional[Callable[[Pairs], dict]] = None,
-                flows_fn: Optional[Callable[[Pairs], tuple]] = None, aligner_kw: Optional[dict] = None):
-    """Run inference and global alignment on view dicts (``img [1,3,H,W]``, ...); returns
-    ``(Reconstruction, scene)``, ``(None, None)`` on the helper ranks of a sharded (torchrun) demo run.
+                flows_fn: Optional[Callable[[Pairs], tuple]] = None, aligner_kw: Optional[dict] = None,
+                phase_times: Optional[Dict[str, float]] = None) -> Optional[Reconstruction]:
+    """Run inference and global alignment on view dicts (``img [1,3,H,W]``, ...); returns the
+    :class:`Reconstruction`, or None on the helper ranks of a sharded (torchrun) demo run.
 
     predict: optional ``callable(pairs) -> inference()-style output`` used instead of running ``model``
     (tests feed ideal predictions of synthetic scenes through it).
@@ -119,7 +121,9 @@ def reconstruct(views: List[Dict], model, cfg: ReconstructConfig, *, device: tor
     flow_model: the flow network (default: :func:`load_flow_network`). aligner_kw: extra ``global_aligner``
     options (e.g. ``sam2_predictor``). prev_video_results: frozen first frames (window-wise continuation).
     offload_model: on CUDA, move the network to the CPU after inference to give its memory to the optimizer
-    (the streaming mode and the evaluation keep it, as they need it again)."""
+    (the streaming mode and the evaluation keep it, as they need it again).
+    phase_times: when given, the optimizer's phase times (``flows``, ``self_masks``, ``sam2``, ``init``, ``loop``;
+    seconds) are added to it (the demo's ``timer`` keeps the pipeline stages only)."""
     from monst3r.cloud_opt import GlobalAlignerMode, global_aligner
     from monst3r.utils.device import is_main_process
 
@@ -128,7 +132,7 @@ def reconstruct(views: List[Dict], model, cfg: ReconstructConfig, *, device: tor
     with timer("inference"):
         output = predict(pairs) if predict is not None else predict_pairs(pairs, model, cfg, device)
     if cfg.shard_inference and not is_main_process():
-        return None, None  # multi-process run: the other ranks only share the pair inference
+        return None  # multi-process run: the other ranks only share the pair inference
     if device.type == "cuda" and offload_model and model is not None:
         with timer("offload"):
             # the network is not needed any more: give its ~2.3 GB of GPU memory to the optimizer
@@ -140,7 +144,7 @@ def reconstruct(views: List[Dict], model, cfg: ReconstructConfig, *, device: tor
         _check_poses(scene, cfg)
         if cfg.clean_pair_viewer:
             scene.clean_pointcloud()
-        return scene.result(), scene
+        return scene.result()
     with timer("flow+masks"), torch.enable_grad():
         flows = None
         if flows_fn is not None and cfg.aligner.flow_loss_weight > 0:
@@ -159,4 +163,7 @@ def reconstruct(views: List[Dict], model, cfg: ReconstructConfig, *, device: tor
             scene.clean_prev_results()
         scene.clean_pointcloud()
         rec = scene.result()
-    return rec, scene
+    if phase_times is not None:
+        for k, v in getattr(scene, "timings", {}).items():
+            phase_times[k] = phase_times.get(k, 0.0) + v
+    return rec

@@ -33,6 +33,7 @@ from monst3r.config import ReconstructConfig
 from monst3r.errors import Monst3rInputError
 from monst3r.inference import collate_with_cat, same_size
 from monst3r.reconstruct import load_flow_network, make_view_pairs, predict_pairs, reconstruct
+from monst3r.result import Reconstruction
 from monst3r.utils.timing import StageTimer
 
 log = logging.getLogger(__name__)
@@ -262,12 +263,9 @@ def _run_chunk(imgs, chunk: Tuple[int, int, int], state: _FrameState, model, cfg
     if sam2_predictor is not None:
         kw["aligner_kw"] = dict(sam2_predictor=sam2_predictor)
     chunk_cfg = cfg.with_aligner(window_wise=True, batchify=False, window_size=e - s)
-    rec, scene = reconstruct(_chunk_views(imgs, s, e), model, chunk_cfg, device=device, timer=timer,
-                             prev_video_results=state.frozen(s, n_frozen), flow_model=flow_model,
-                             offload_model=False, **kw)
-    for k, v in getattr(scene, "timings", {}).items():
-        phases[k] = phases.get(k, 0.0) + v
-    del scene
+    rec = reconstruct(_chunk_views(imgs, s, e), model, chunk_cfg, device=device, timer=timer,
+                      prev_video_results=state.frozen(s, n_frozen), flow_model=flow_model, offload_model=False,
+                      phase_times=phases, **kw)
     return rec.copy()  # own the arrays: nothing of this chunk's optimizer stays alive
 
 
@@ -276,8 +274,10 @@ def reconstruct_streaming(imgs: List[Dict], model, cfg: ReconstructConfig, *, de
                           flow_model: Optional[torch.nn.Module] = None,
                           on_chunk: Optional[Callable[[int, Tuple[int, int, int]], None]] = None,
                           predict: Optional[Callable[[list], dict]] = None, reuse_pairs: bool = True,
-                          sam2_predictor=None):
-    """Reconstruct a long video chunk by chunk (see the module docstring); returns ``(Reconstruction, None)``.
+                          sam2_predictor=None) -> Optional[Reconstruction]:
+    """Reconstruct a long video chunk by chunk (see the module docstring); returns the :class:`Reconstruction`
+    (``meta["timings"]``: the optimizer phase times summed over the chunks), None on the helper ranks of a
+    multi-process run.
 
     imgs: view dicts of ``load_images`` (the first ``len(prev_video_results['poses'])`` are a previous result's
     frames when given). cfg: the settings (``cfg.aligner.window_size`` frames per chunk, consecutive chunks
@@ -289,7 +289,6 @@ def reconstruct_streaming(imgs: List[Dict], model, cfg: ReconstructConfig, *, de
     sam2_predictor: a SAM2 video predictor shared by the chunks (default: built once when SAM2 refinement is on
     and available).
     """
-    from monst3r.result import Reconstruction
     from monst3r.utils.device import is_main_process
 
     timer = StageTimer() if timer is None else timer
@@ -300,7 +299,7 @@ def reconstruct_streaming(imgs: List[Dict], model, cfg: ReconstructConfig, *, de
     cache = PairCache(model, device, cfg, flow_model) if reuse_pairs else None
     if not is_main_process():
         _follow_chunks(imgs, chunks, cfg, cache, model, device, predict)
-        return None, None
+        return None
     if sam2_predictor is None:
         sam2_predictor = _shared_sam2_predictor(cfg, device)
     parts: list = []
@@ -324,4 +323,4 @@ def reconstruct_streaming(imgs: List[Dict], model, cfg: ReconstructConfig, *, de
     if cache is not None:
         meta.update(pairs_computed=cache.computed_pairs, pairs_reused=cache.reused_pairs,
                     flows_computed=cache.computed_flows, flows_reused=cache.reused_flows)
-    return Reconstruction.concatenate(parts, meta=meta), None
+    return Reconstruction.concatenate(parts, meta=meta)

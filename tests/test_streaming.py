@@ -75,19 +75,19 @@ def test_streaming_equals_chained_continuation():
     sc, views = scene_views(9)
     a = demo_args(window_size=6, window_overlap_ratio=0.5, niter=20)
     torch.manual_seed(0)
-    rec, _ = reconstruct_streaming(views, None, a, device=CPU, timer=StageTimer(), predict=oracle(sc))
+    rec = reconstruct_streaming(views, None, a, device=CPU, timer=StageTimer(), predict=oracle(sc))
     assert rec.meta["chunks"] == [[0, 6, 0], [3, 9, 3]] and rec.n_frames == 9
     assert rec.meta["image_paths"] == [v["instance"] for v in views]
 
     torch.manual_seed(0)
     b = demo_args(window_size=6, window_overlap_ratio=0.5, niter=20, window_wise=True)
-    first, _ = reconstruct([dict(v) for v in views[:6]], None, b, device=CPU, timer=StageTimer(),
-                           predict=oracle(sc), offload_model=False)
+    first = reconstruct([dict(v) for v in views[:6]], None, b, device=CPU, timer=StageTimer(),
+                        predict=oracle(sc), offload_model=False)
     prev = dict(poses=list(first.poses[3:6]), depths=[torch.from_numpy(d) for d in first.depths[3:6]],
                 intrinsics=torch.from_numpy(first.intrinsics[5]))
     chunk = [dict(v, idx=k) for k, v in enumerate(views[3:9])]
-    second, _ = reconstruct(chunk, None, b, device=CPU, timer=StageTimer(), prev_video_results=prev,
-                            predict=oracle(sc), offload_model=False)
+    second = reconstruct(chunk, None, b, device=CPU, timer=StageTimer(), prev_video_results=prev,
+                         predict=oracle(sc), offload_model=False)
     assert second.n_frames == 3
     np.testing.assert_array_equal(rec.poses[:6], first.poses)
     np.testing.assert_array_equal(rec.depths[:6], first.depths)
@@ -105,7 +105,7 @@ def test_streaming_recovers_the_trajectory_as_the_window_mode_does():
         a = demo_args(window_size=6, window_overlap_ratio=0.5, niter=150, window_wise=mode == "window")
         torch.manual_seed(0)
         run = reconstruct_streaming if mode == "stream" else reconstruct
-        rec, _ = run(views, None, a, device=CPU, timer=StageTimer(), predict=oracle(sc))
+        rec = run(views, None, a, device=CPU, timer=StageTimer(), predict=oracle(sc))
         assert rec.n_frames == 16 and np.isfinite(rec.poses).all()
         errs[mode] = ate(rec.poses, sc.poses)
     extent = np.linalg.norm(np.diff(sc.poses[:, :3, 3], axis=0), axis=1).sum()
@@ -195,8 +195,8 @@ def test_streaming_with_the_network_and_flow(tiny_nets):
                   batch_size=4, no_sam2=False)
     torch.manual_seed(0)
     sam2 = FakePredictor()
-    rec, _ = reconstruct_streaming(views, model, a, device=CPU, timer=StageTimer(), flow_model=flow,
-                                   sam2_predictor=sam2)
+    rec = reconstruct_streaming(views, model, a, device=CPU, timer=StageTimer(), flow_model=flow,
+                                sam2_predictor=sam2)
     assert rec.n_frames == 9 and np.isfinite(rec.poses).all() and np.isfinite(rec.depths).all()
     assert rec.meta["pairs_reused"] > 0 and rec.meta["flows_reused"] > 0
     assert rec.meta["mask_source"] == "self" and rec.meta["sam2"] == "refined"
@@ -210,11 +210,11 @@ def test_streaming_continues_a_previous_result():
     sc, views = scene_views(14)
     a = demo_args(window_size=6, window_overlap_ratio=0.5, niter=100)
     torch.manual_seed(0)
-    first, _ = reconstruct_streaming(views[:8], None, a, device=CPU, timer=StageTimer(), predict=oracle(sc))
+    first = reconstruct_streaming(views[:8], None, a, device=CPU, timer=StageTimer(), predict=oracle(sc))
     prev = dict(poses=[p for p in first.poses[4:8]], depths=torch.from_numpy(np.asarray(first.depths[4:8])),
                 intrinsics=torch.from_numpy(first.intrinsics[7]))
-    rest, _ = reconstruct_streaming(views[4:], None, a, device=CPU, timer=StageTimer(), prev_video_results=prev,
-                                    predict=oracle(sc))
+    rest = reconstruct_streaming(views[4:], None, a, device=CPU, timer=StageTimer(), prev_video_results=prev,
+                                 predict=oracle(sc))
     assert rest.meta["chunks"] == [[1, 7, 3], [4, 10, 3]]
     assert rest.n_frames == 6
     both = np.concatenate([first.poses, rest.poses])

@@ -224,7 +224,7 @@ def _reconstruct(cfg: ReconstructConfig, info: EvalDataset, root: str, seq: str,
         shape = tuple(int(v) for v in imgs[0]["true_shape"][0])
         focals = _gt_focals(info, root, seq, frames, stride, shape)
     cfg = dataclasses.replace(cfg, scene_graph=graph, fixed_focals=focals)
-    result, _ = reconstruct(imgs, model, cfg, device=device, flow_model=flow_model, offload_model=False)
+    result = reconstruct(imgs, model, cfg, device=device, flow_model=flow_model, offload_model=False)
     return result, graph
 
 
