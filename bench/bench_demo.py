@@ -66,7 +66,9 @@ def synthetic_views(n: int, size: int, seed: int = 0, unique: int | None = None)
 def main(argv=None):
     import demo
     from monst3r.model import model_from_string
-    from monst3r.pipeline import StageTimer, reconstruct
+    from monst3r.config import ReconstructConfig
+    from monst3r.reconstruct import reconstruct
+    from monst3r.utils.timing import StageTimer
     from monst3r.runtime import peak_memory_gib, resolve_device
     from third_party.raft import SEARAFT, SEARAFTConfig
 
@@ -81,6 +83,7 @@ def main(argv=None):
     a, rest = p.parse_known_args(argv)
     dargs = demo.get_parser().parse_args(["--input", "unused", "--no_sam2", "--silent"] + rest)
     dev = resolve_device(a.device)
+    cfg = ReconstructConfig.from_demo_args(dargs)
     torch.manual_seed(0)
     t0 = time.perf_counter()
     views = synthetic_views(a.frames, a.size, unique=a.unique_frames)
@@ -91,6 +94,7 @@ def main(argv=None):
         torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
     timer = StageTimer()
+    phases: dict = {}  # optimizer phase times (reconstruct's phase_times)
     chunk_s: list = []
 
     def on_chunk(c, bounds):
@@ -107,9 +111,10 @@ def main(argv=None):
     with tracker:
         if dargs.streaming:
             from monst3r.streaming import reconstruct_streaming
-            res, scene = reconstruct_streaming(views, model, dargs, dev, timer, None, flow, on_chunk=on_chunk)
+            res = reconstruct_streaming(views, model, cfg, device=dev, timer=timer, flow_model=flow,
+                                        on_chunk=on_chunk)
         else:
-            res, scene = reconstruct(views, model, dargs, dev, timer, None, flow)
+            res = reconstruct(views, model, cfg, device=dev, timer=timer, flow_model=flow, phase_times=phases)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     total = time.perf_counter() - t0
@@ -123,7 +128,7 @@ def main(argv=None):
                peak_rss_gib=peak_memory_gib(torch.device("cpu")), device=device_name(dev),
                peak_tensor_gib=tracker.peak_bytes / 2 ** 30 if a.track_tensors else None,
                chunk_s=[round(x, 3) for x in chunk_s] or None,
-               optimizer_phases_s=(getattr(scene, "timings", None) if scene is not None else res.meta.get("timings")),
+               optimizer_phases_s=res.meta.get("timings") if dargs.streaming else phases,
                pairs_computed=res.meta.get("pairs_computed"), pairs_reused=res.meta.get("pairs_reused"),
                finite=bool(np.isfinite(res.poses).all()), input_generation_s=t_gen, torch=torch.__version__,
                time=time.strftime("%Y-%m-%dT%H:%M:%S"))

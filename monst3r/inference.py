@@ -56,7 +56,9 @@ def collate_with_cat(items: Sequence[Any], lists: bool = False) -> Any:
     return list(items)
 
 
-def _same_size(pairs: Sequence[Tuple[Dict, Dict]]) -> bool:
+def same_size(pairs: Sequence[Tuple[Dict, Dict]]) -> bool:
+    """True when every first view has one image size and every second view has one (the outputs can then be
+    stacked into ``[B, ...]`` tensors instead of per-pair lists)."""
     s1 = {tuple(a["img"].shape[-2:]) for a, _ in pairs}
     s2 = {tuple(b["img"].shape[-2:]) for _, b in pairs}
     return len(s1) == 1 and len(s2) == 1
@@ -82,7 +84,7 @@ def loss_of_one_batch(batch: Sequence[Dict], model: torch.nn.Module, criterion=N
     if symmetrize_batch:
         from monst3r.utils.pair_batches import interleave
 
-        view1, view2 = _make_batch_symmetric(view1, view2, interleave)
+        view1, view2 = make_batch_symmetric(view1, view2, interleave)
     amp_dtype = dtype if dtype is not None else (torch.bfloat16 if use_amp else None)
     with _autocast(device, amp_dtype):
         pred1, pred2 = model(view1, view2)
@@ -94,7 +96,10 @@ def loss_of_one_batch(batch: Sequence[Dict], model: torch.nn.Module, criterion=N
     return result[ret] if ret else result
 
 
-def _make_batch_symmetric(view1: Dict, view2: Dict, interleave):
+def make_batch_symmetric(view1: Dict, view2: Dict, interleave):
+    """Interleave two views with ``interleave(a, b) -> ([a0, b0, a1, ...], [b0, a0, b1, ...])`` for tensors of
+    equal ndim (``[B, ...]`` -> ``[2B, ...]``); list values are interleaved element-wise. Returns the two views
+    (used by :func:`loss_of_one_batch` and by training's ``symmetrize_batch``)."""
     out1, out2 = {}, {}
     for k in view1:
         a, b = view1[k], view2[k]
@@ -122,7 +127,7 @@ def inference(pairs: Sequence[Tuple[Dict, Dict]], model: torch.nn.Module, device
         raise Monst3rInputError("no image pairs to run (check the scene graph and the number of frames)")
     if verbose:
         log.info(">> Inference with model on %d image pairs", len(pairs))
-    multiple_shapes = not _same_size(pairs)
+    multiple_shapes = not same_size(pairs)
     if multiple_shapes:
         batch_size = 1
     device = torch.device(device)
@@ -207,7 +212,7 @@ def inference_distributed(pairs: Sequence[Tuple[Dict, Dict]], model: torch.nn.Mo
     gathered: List[Any] = [None] * world
     dist.all_gather_object(gathered, local)
     parts = [g for g in gathered if g is not None]
-    multiple_shapes = not _same_size(pairs)
+    multiple_shapes = not same_size(pairs)
     return collate_with_cat(parts, lists=False) if not multiple_shapes else _concat_lists(parts)
 
 

@@ -1,138 +1,42 @@
-"""The demo pipeline as a library: frames -> views -> pairs -> predictions -> scene -> result -> writers.
+"""The demo run as a library: option checks -> frames -> network -> reconstruction -> one write of the result folder.
 
-``demo.py`` only parses arguments and calls :func:`run_demo`; tests call the functions here directly.
-Defaults are those of the original's non-interactive run (spec cli.md 4.1, optimizer.md 11).
+``demo.py`` only parses arguments and calls :func:`run_demo` (the GUI does too); tests call the functions here
+directly. This module is the last one that sees the demo's ``argparse.Namespace``: it checks it
+(:func:`validate_args`, :func:`check_inputs`) and converts it once into the typed settings
+(:meth:`monst3r.config.ReconstructConfig.from_demo_args`) that :func:`monst3r.reconstruct.reconstruct` and
+:func:`monst3r.streaming.reconstruct_streaming` receive. Defaults are those of the original's non-interactive run
+(spec cli.md 4.1, optimizer.md 11).
+
+``reconstruct``, ``StageTimer``, ``parse_intrinsics`` and ``scene_graph_string`` are re-exported from their
+modules for callers that import them from here.
 """
 from __future__ import annotations
 
 import logging
 import os
-import re
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from monst3r.config import ReconstructConfig, parse_intrinsics, scene_graph_string
 from monst3r.errors import Monst3rInputError
+from monst3r.model_loading import DEFAULT_HUB_MODEL as DEFAULT_MODEL_NAME  # the hub id, written once there
+from monst3r.reconstruct import load_flow_network, predict_pairs, reconstruct
+from monst3r.streaming import reconstruct_streaming, stream_chunks
 from monst3r.runtime import peak_memory_gib, resolve_device
+from monst3r.utils.timing import StageTimer
+
+# re-exported names that callers import from here
+__all__ = ["run_demo", "validate_args", "check_inputs", "collect_inputs", "load_network", "parse_export",
+           "parse_intrinsics", "scene_graph_string", "reconstruct", "StageTimer", "two_frame_extras", "export_extra",
+           "result_dir", "DEFAULT_WEIGHTS", "DEFAULT_MODEL_NAME"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = "checkpoints/MonST3R_PO-TA-S-W_ViTLarge_BaseDecoder_512_dpt.pth"
-DEFAULT_MODEL_NAME = "Junyi42/MonST3R_PO-TA-S-W_ViTLarge_BaseDecoder_512_dpt"
 DAVIS_MASK_ROOT = "data/davis/DAVIS/masked_images/480p"
-
-
-@dataclass
-class StageTimer:
-    """Wall time per named stage (seconds)."""
-
-    times: Dict[str, float] = field(default_factory=dict)
-
-    def __call__(self, name: str):
-        timer = self
-
-        class _Ctx:
-            def __enter__(self):
-                self.t = time.perf_counter()
-
-            def __exit__(self, *exc):
-                timer.times[name] = timer.times.get(name, 0.0) + time.perf_counter() - self.t
-
-        return _Ctx()
-
-    def summary(self) -> str:
-        return ", ".join(f"{k} {v:.1f}s" for k, v in self.times.items())
-
-
-def scene_graph_string(scenegraph_type: str, winsize: int, refid: int, n_frames: int) -> str:
-    """GUI/CLI settings -> make_pairs string (``swinstride`` -> ``swinstride-5-noncyclic``, ...)."""
-    if scenegraph_type in ("swin", "swinstride", "swin2stride"):
-        return f"{scenegraph_type}-{winsize}-noncyclic"
-    if scenegraph_type == "oneref":
-        if not 0 <= refid < n_frames:
-            raise Monst3rInputError(f"--refid {refid} is out of range for {n_frames} frames")
-        return f"oneref-{refid}"
-    if scenegraph_type == "complete":
-        return "complete"
-    raise Monst3rInputError(f"unknown --scenegraph_type {scenegraph_type!r}: use complete, swin, swinstride, "
-                            "swin2stride or oneref")
-
-
-def _numbers(text: str, what: str) -> List[float]:
-    """Numbers separated by commas and/or white space; a one-line error names the first bad token."""
-    tokens = [t for t in re.split(r"[\s,]+", text.strip()) if t]
-    vals = []
-    for t in tokens:
-        try:
-            vals.append(float(t))
-        except ValueError:
-            raise Monst3rInputError(f"{what}: {t[:40]!r} is not a number; give a focal 'f', 'fx,fy,cx,cy' or a "
-                                    "text file with a 3x3 K") from None
-    return vals
-
-
-def parse_intrinsics(text: Optional[str], width: Optional[int] = None, height: Optional[int] = None
-                     ) -> Optional[np.ndarray]:
-    """``--intrinsics``: ``"f"`` (focal in working-resolution pixels, pp at the centre), ``"fx,fy,cx,cy"``, or a
-    path to a text file with a 3x3 K (9 numbers). Returns ``K [3,3]`` or None (option not given).
-
-    Every value must be a finite positive number (fx, fy, cx, cy), K must be ``[[fx,0,cx],[0,fy,cy],[0,0,1]]``,
-    and with ``width``/``height`` known the principal point must lie inside the working image. Any other input
-    (NaN, inf, 0, negative, wrong count, unparsable or binary file, empty) is a one-line
-    :class:`Monst3rInputError`. Without ``width`` the single-focal form puts the centre at (0.5, 0.5) (check only).
-    """
-    if text is None:
-        return None
-    text = str(text)
-    hint = "give a focal 'f', 'fx,fy,cx,cy' or a text file with a 3x3 K"
-    if not text.strip():
-        raise Monst3rInputError(f"--intrinsics is empty: {hint}")
-    if os.path.exists(text):
-        if not os.path.isfile(text):
-            raise Monst3rInputError(f"--intrinsics {text} is not a file: {hint}")
-        try:
-            with open(text, "rb") as f:
-                raw = f.read(1 << 16)
-        except OSError as exc:
-            raise Monst3rInputError(f"--intrinsics {text}: cannot read it ({exc.strerror or exc})") from None
-        try:
-            body = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            body = None
-        if body is None or "\x00" in body or len(raw) >= 1 << 16:
-            raise Monst3rInputError(f"--intrinsics {text} is not a small text file with a 3x3 K: {hint}")
-        body = "\n".join(line.split("#", 1)[0] for line in body.splitlines())
-        vals = _numbers(body, f"--intrinsics file {text}")
-        if len(vals) != 9:
-            raise Monst3rInputError(f"--intrinsics file {text} must hold 9 numbers (a 3x3 K), found {len(vals)}")
-        K = np.array(vals, np.float64).reshape(3, 3)
-        what = f"--intrinsics file {text}"
-    else:
-        if os.sep in text or text.lower().endswith((".txt", ".npy", ".csv")):
-            raise Monst3rInputError(f"--intrinsics file {text} does not exist: {hint}")
-        vals = _numbers(text, f"--intrinsics {text[:60]!r}")
-        if len(vals) == 1:
-            vals = [vals[0], vals[0], (width or 1) / 2, (height or 1) / 2]
-        if len(vals) != 4:
-            raise Monst3rInputError(f"--intrinsics {text[:60]!r}: {len(vals)} numbers; {hint}")
-        fx, fy, cx, cy = vals
-        K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
-        what = f"--intrinsics {text[:60]!r}"
-    if not np.isfinite(K).all():
-        raise Monst3rInputError(f"{what}: the values must be finite numbers (no nan/inf)")
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    if min(fx, fy, cx, cy) <= 0:
-        raise Monst3rInputError(f"{what}: fx, fy, cx, cy must be positive (got {fx:g}, {fy:g}, {cx:g}, {cy:g})")
-    if np.abs(K[[0, 1, 2, 2], [1, 0, 0, 1]]).max() > 1e-9 or abs(K[2, 2] - 1) > 1e-9:
-        raise Monst3rInputError(f"{what}: K must be [[fx,0,cx],[0,fy,cy],[0,0,1]] (no skew)")
-    if width is not None and height is not None and not (cx < width and cy < height):
-        raise Monst3rInputError(f"{what}: principal point ({cx:g}, {cy:g}) outside the {width}x{height} working "
-                                "image; intrinsics are in pixels of the working resolution (--image_size)")
-    return K
 
 
 EXPORT_FORMATS = ("ply", "colmap")
@@ -322,93 +226,93 @@ def check_writable(folder: Path) -> None:
     check_result_target(folder)
 
 
-def _flow_model(args, device):
-    if args.flow_loss_weight <= 0:
-        return None
-    from third_party.raft import load_flow_model
+def _load_frames(args, src, streaming: bool) -> Tuple[List[Dict], Optional[dict], int]:
+    """Frames (after a previous result's frames with ``--prev_output_dir``) -> ``(views, prev, n_new)``; checks
+    the frame count and the settings that depend on it before the slow steps."""
+    from monst3r.utils.image import load_images
 
-    return load_flow_model(args.flow_weights or "searaft", device)
+    mask_root = args.dynamic_masks or (os.path.join(DAVIS_MASK_ROOT, args.seq_name)
+                                       if args.use_gt_davis_masks and args.seq_name != "NULL" else None)
+    if mask_root and not os.path.isdir(mask_root):
+        raise Monst3rInputError(f"dynamic mask folder {mask_root} does not exist")
+    prev = None
+    imgs: List[Dict] = []
+    if (args.window_wise or streaming) and args.prev_output_dir:
+        prev = _load_previous_result(args)
+        imgs = list(prev["imgs"])
+    imgs = load_images(src, size=args.image_size, verbose=not args.silent, dynamic_mask_root=mask_root,
+                       fps=args.fps, num_frames=args.num_frames, imgs=imgs)
+    n_new = len(imgs) - (len(prev["imgs"]) if prev else 0)
+    if n_new < 1 or len(imgs) < 2:
+        raise Monst3rInputError(f"{len(imgs)} frame(s) in {args.input}: MonST3R needs at least 2 frames "
+                                "(a video or a folder with several images)")
+    if len(imgs) == 2 and not args.real_time and args.intrinsics is not None:
+        raise Monst3rInputError("--intrinsics is not used with two frames (the pair is aligned without "
+                                "optimisation): drop it or give more frames")
+    if not args.real_time:  # validate the graph settings before the slow steps
+        scene_graph_string(args.scenegraph_type, args.winsize, args.refid, max(len(imgs), 2))
+    if streaming:
+        stream_chunks(len(imgs), args.window_size, int(args.window_size * args.window_overlap_ratio),
+                      len(imgs) - n_new)
+    parse_intrinsics(args.intrinsics, imgs[0]["img"].shape[-1], imgs[0]["img"].shape[-2])
+    return imgs, prev, n_new
 
 
-def _dtype(args):
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[getattr(args, "dtype", "fp32")]
+def _load_previous_result(args) -> dict:
+    """``--prev_output_dir``: the previous window's frames, poses, depths and intrinsics
+    (:func:`monst3r.io.load_prev_video_results`)."""
+    from monst3r.io import load_prev_video_results
+
+    try:
+        return load_prev_video_results(args.prev_output_dir, int(args.window_size * args.window_overlap_ratio),
+                                       args.prev_output_index)
+    except Monst3rInputError:
+        raise
+    except (OSError, ValueError, IndexError) as exc:  # unreadable / malformed files of that folder
+        raise Monst3rInputError(f"--prev_output_dir {args.prev_output_dir}: cannot read the previous "
+                                f"result ({exc}); give a result folder written by this demo") from None
 
 
-def reconstruct(imgs: List[Dict], model, args, device: torch.device, timer: StageTimer,
-                prev_video_results: Optional[dict] = None, flow_model=None, offload_model: bool = True,
-                predict=None, flows_fn=None, aligner_kw: Optional[dict] = None):
-    """Run inference and global alignment on view dicts; returns ``(Reconstruction, scene)``.
-
-    predict: optional ``callable(pairs) -> inference()-style output`` used instead of running ``model``
-    (tests feed ideal predictions of synthetic scenes through it).
-    flows_fn: optional ``callable(pairs) -> (flow_ij, flow_ji, valid_i, valid_j)`` (``[E, 2, H, W]`` /
-    ``[E, 1, H, W]``, one row per pair) used instead of running the flow network inside the optimizer.
-    aligner_kw: extra ``global_aligner`` options (e.g. ``sam2_predictor``).
-
-    offload_model: on CUDA, move the network to the CPU after inference to give its memory to the optimizer
-    (the streaming mode keeps it, as it needs it again for the next chunk)."""
-    from monst3r.cloud_opt import GlobalAlignerMode, global_aligner
+def _run_real_time(imgs: List[Dict], model, cfg: ReconstructConfig, device: torch.device, timer: StageTimer,
+                   out_dir: Path) -> None:
+    """``--real_time``: feed-forward pointmaps against the middle frame, no optimisation."""
     from monst3r.image_pairs import make_pairs
-    from monst3r.inference import inference_distributed as inference  # plain inference in a single process
+    from monst3r.io import result_folder, save_realtime_outputs
     from monst3r.runtime import is_main_process
 
-    if len(imgs) == 1:
-        import copy
-
-        imgs = [imgs[0], copy.deepcopy(imgs[0])]
-        imgs[1]["idx"] = 1
-    graph = scene_graph_string(args.scenegraph_type, args.winsize, args.refid, len(imgs))
-    pairs = make_pairs(imgs, scene_graph=graph, prefilter=None, symmetrize=True)
+    pairs = make_pairs(imgs, scene_graph=f"oneref-{len(imgs) // 2}", symmetrize=False)
     with timer("inference"):
-        if predict is not None:
-            output = predict(pairs)
-        else:
-            output = inference(pairs, model, device, batch_size=args.batch_size, verbose=not args.silent,
-                               dtype=_dtype(args))
+        output = predict_pairs(pairs, model, cfg, device)
     if not is_main_process():
-        return None, None  # multi-process run: the other ranks only share the pair inference
-    if device.type == "cuda" and offload_model and model is not None:
-        with timer("offload"):
-            # the network is not needed any more: give its ~2.3 GB of GPU memory to the optimizer
-            model.to("cpu")
-            torch.cuda.empty_cache()
-    if len(imgs) == 2:
-        with timer("alignment"):
-            scene = global_aligner(output, device=device, mode=GlobalAlignerMode.PairViewer, verbose=not args.silent)
-        return scene.result(), scene
-    use_user_masks = bool(args.dynamic_masks) or args.use_gt_davis_masks or args.use_gt_mask
-    with timer("flow+masks"):
-        flows = None
-        if flows_fn is not None and args.flow_loss_weight > 0:
-            flows = flows_fn(pairs)
-        elif flow_model is None:
-            flow_model = _flow_model(args, device)
-        scene = global_aligner(
-            output, device=device, mode=GlobalAlignerMode.PointCloudOptimizer, verbose=not args.silent,
-            shared_focal=args.shared_focal, temporal_smoothing_weight=args.temporal_smoothing_weight,
-            translation_weight=float(args.translation_weight), flow_loss_weight=args.flow_loss_weight,
-            flow_loss_start_epoch=args.flow_loss_start_iter, flow_loss_thre=args.flow_loss_threshold,
-            use_self_mask=not use_user_masks, num_total_iter=args.niter,
-            batchify=not (args.not_batchify or args.window_wise), window_wise=args.window_wise,
-            window_size=args.window_size, window_overlap_ratio=args.window_overlap_ratio,
-            prev_video_results=prev_video_results, flow_model=flow_model, flows=flows,
-            sam2_mask_refine=not args.no_sam2, sam2_checkpoint=args.sam2_checkpoint, **(aligner_kw or {}))
-        del flow_model, flows
-    K = parse_intrinsics(args.intrinsics, imgs[0]["img"].shape[-1], imgs[0]["img"].shape[-2])
-    if K is not None:
-        scene.preset_intrinsics([torch.as_tensor(K, dtype=torch.float32)] * len(imgs))
-    with timer("optimization"):
-        kw = dict(init="mst", niter=args.niter, schedule=args.schedule, lr=0.01)
-        if args.window_wise:
-            scene.compute_window_wise_alignment(**kw)
-        else:
-            scene.compute_global_alignment(**kw)
-    with timer("post"):
-        if prev_video_results is not None:
-            scene.clean_prev_results()
-        scene.clean_pointcloud()
-        rec = scene.result()
-    return rec, scene
+        return
+    with timer("write"), result_folder(out_dir) as tmp:
+        save_realtime_outputs(output, tmp)
+
+
+def _write_result(result, args, export_formats: List[str], prev: Optional[dict], device: torch.device,
+                  timer: StageTimer, out_dir: Path) -> None:
+    """One write: the result files, the exports and the two-frame extras are built in a temporary sibling and
+    swapped in together (:func:`monst3r.io.result_folder`)."""
+    from monst3r.io import result_folder, write_result_files
+
+    with timer("write"), result_folder(out_dir) as tmp:
+        write_result_files(result, tmp, min_conf_thr=args.min_conf_thr,
+                           enlarge_kernel=5 if args.use_gt_davis_masks else 3)
+        export_extra(result, tmp, ",".join(export_formats) or None)
+        if result.n_frames == 2 and prev is None:
+            two_frame_extras(result, tmp, device)
+
+
+def _check_run(args) -> Tuple[Path, List[str], List[str] | str, bool]:
+    """Every option, then the inputs: ``(result folder, export formats, inputs, streaming)``."""
+    out_dir = validate_args(args)
+    export_formats = parse_export(args.export)
+    streaming = getattr(args, "streaming", False)
+    if streaming and args.real_time:
+        raise Monst3rInputError("--streaming and --real_time exclude each other; pick one")
+    src = collect_inputs(args.input)
+    check_inputs(src, args)
+    return out_dir, export_formats, src, streaming
 
 
 def run_demo(args) -> Path:
@@ -417,18 +321,9 @@ def run_demo(args) -> Path:
 
     Order: every option is validated, then the inputs and the result folder (writable, replaceable; leftovers
     of killed runs cleaned up), then frames, network, inference, optimisation, and one write at the end."""
-    from monst3r.io import result_folder
-    from monst3r.utils.image import load_images
-
     from monst3r.runtime import init_distributed_from_env, is_main_process
 
-    out_dir = validate_args(args)
-    export_formats = parse_export(args.export)
-    streaming = getattr(args, "streaming", False)
-    if streaming and args.real_time:
-        raise Monst3rInputError("--streaming and --real_time exclude each other; pick one")
-    src = collect_inputs(args.input)
-    check_inputs(src, args)
+    out_dir, export_formats, src, streaming = _check_run(args)
     # under `torchrun --nproc_per_node=K demo.py ...` the pairs are shared by K processes (one per GPU); rank 0
     # alone optimises and writes the result
     device = init_distributed_from_env(resolve_device(args.device))
@@ -436,79 +331,26 @@ def run_demo(args) -> Path:
         check_writable(out_dir)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    cfg = ReconstructConfig.from_demo_args(args)
     timer = StageTimer()
     with timer("load"):
-        mask_root = args.dynamic_masks or (os.path.join(DAVIS_MASK_ROOT, args.seq_name)
-                                           if args.use_gt_davis_masks and args.seq_name != "NULL" else None)
-        if mask_root and not os.path.isdir(mask_root):
-            raise Monst3rInputError(f"dynamic mask folder {mask_root} does not exist")
-        prev = None
-        imgs: List[Dict] = []
-        if (args.window_wise or streaming) and args.prev_output_dir:
-            from monst3r.io import load_prev_video_results
-
-            try:
-                prev = load_prev_video_results(args.prev_output_dir,
-                                               int(args.window_size * args.window_overlap_ratio),
-                                               args.prev_output_index)
-            except Monst3rInputError:
-                raise
-            except (OSError, ValueError, IndexError) as exc:  # unreadable / malformed files of that folder
-                raise Monst3rInputError(f"--prev_output_dir {args.prev_output_dir}: cannot read the previous "
-                                        f"result ({exc}); give a result folder written by this demo") from None
-            imgs = list(prev["imgs"])
-        imgs = load_images(src, size=args.image_size, verbose=not args.silent, dynamic_mask_root=mask_root,
-                           fps=args.fps, num_frames=args.num_frames, imgs=imgs)
-        n_new = len(imgs) - (len(prev["imgs"]) if prev else 0)
-        if n_new < 1 or len(imgs) < 2:
-            raise Monst3rInputError(f"{len(imgs)} frame(s) in {args.input}: MonST3R needs at least 2 frames "
-                                    "(a video or a folder with several images)")
-        if len(imgs) == 2 and not args.real_time and args.intrinsics is not None:
-            raise Monst3rInputError("--intrinsics is not used with two frames (the pair is aligned without "
-                                    "optimisation): drop it or give more frames")
-        if not args.real_time:  # validate the graph settings before the slow steps
-            scene_graph_string(args.scenegraph_type, args.winsize, args.refid, max(len(imgs), 2))
-        if streaming:
-            from monst3r.streaming import stream_chunks
-            stream_chunks(len(imgs), args.window_size, int(args.window_size * args.window_overlap_ratio),
-                          len(imgs) - n_new)
-        parse_intrinsics(args.intrinsics, imgs[0]["img"].shape[-1], imgs[0]["img"].shape[-2])
+        imgs, prev, _ = _load_frames(args, src, streaming)
         model = load_network(args.weights, args.model_name, device)
         # fail early (before the long inference) when the flow weights are missing
-        flow_model = _flow_model(args, device) if not args.real_time and len(imgs) > 2 else None
+        flow_model = load_flow_network(cfg.aligner, device) if not args.real_time and len(imgs) > 2 else None
     if args.real_time:
-        from monst3r.image_pairs import make_pairs
-        from monst3r.inference import inference_distributed as inference
-        from monst3r.io import save_realtime_outputs
-
-        pairs = make_pairs(imgs, scene_graph=f"oneref-{len(imgs) // 2}", symmetrize=False)
-        with timer("inference"):
-            output = inference(pairs, model, device, batch_size=args.batch_size, verbose=not args.silent,
-                               dtype=_dtype(args))
-        if not is_main_process():
-            return out_dir
-        with timer("write"), result_folder(out_dir) as tmp:
-            save_realtime_outputs(output, tmp)
+        _run_real_time(imgs, model, cfg, device, timer, out_dir)
         n = len(imgs)
     else:
-        if streaming:
-            from monst3r.streaming import reconstruct_streaming
-            result, _ = reconstruct_streaming(imgs, model, args, device, timer, prev, flow_model)
-        else:
-            result, _ = reconstruct(imgs, model, args, device, timer, prev, flow_model)
+        run = reconstruct_streaming if streaming else reconstruct
+        result = run(imgs, model, cfg, device=device, timer=timer, prev_video_results=prev,
+                     flow_model=flow_model)
         if result is None:  # a helper process of a multi-process run: rank 0 writes
             return out_dir
-        from monst3r.io import write_result_files
-
-        # one write: the result files, the exports and the two-frame extras are built in a temporary sibling
-        # and swapped in together (monst3r.io.result_folder)
-        with timer("write"), result_folder(out_dir) as tmp:
-            write_result_files(result, tmp, min_conf_thr=args.min_conf_thr,
-                               enlarge_kernel=5 if args.use_gt_davis_masks else 3)
-            export_extra(result, tmp, ",".join(export_formats) or None)
-            if result.n_frames == 2 and prev is None:
-                two_frame_extras(result, tmp, device)
+        _write_result(result, args, export_formats, prev, device, timer, out_dir)
         n = result.n_frames
+    if not is_main_process():
+        return out_dir
     viewer = "visualizer_monst3r_realtime.py" if args.real_time else "visualizer_monst3r.py"
     print(f"done: {n} frames, {timer.summary()}, peak memory {peak_memory_gib(device):.2f} GiB "
           f"({'GPU' if device.type == 'cuda' else 'RSS'}); result in {out_dir} "

@@ -12,7 +12,7 @@ folders (poses, depths and intrinsics of the overlap frames are passed in memory
 
     chunk 0:  frames [0, ws)                          all optimised (window-wise with one window, MST init)
     chunk k:  frames [s, s + ws), the first ``ov`` of which are the previous chunk's last frames, frozen
-              (``prev_video_results``: init_from_previous_result, then only the new frames are optimised)
+              (``prev_video_results``: SceneInit._init_from_previous_result, then only the new frames are optimised)
     last:     starts at N - ws so that it is a full window (more frozen context, as the original's last window)
 
 Each chunk builds its own pairs, predictions, flows, masks and optimizer and frees them before the next, so
@@ -23,15 +23,18 @@ frames, apart from the text-file precision of the previous poses.
 """
 from __future__ import annotations
 
-import argparse
-import copy
 import logging
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from monst3r.config import ReconstructConfig
 from monst3r.errors import Monst3rInputError
+from monst3r.inference import collate_with_cat, same_size
+from monst3r.reconstruct import load_flow_network, make_view_pairs, predict_pairs, reconstruct
+from monst3r.result import Reconstruction
+from monst3r.utils.timing import StageTimer
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +101,12 @@ class PairCache:
     the global frame indices and dropped once no later chunk can use them (:meth:`prune`).
     """
 
-    def __init__(self, model, device: torch.device, args: argparse.Namespace, flow_model=None):
+    def __init__(self, model, device: torch.device, cfg: ReconstructConfig,
+                 flow_model: Optional[torch.nn.Module] = None):
+        """cfg: batch size, precision and flow weights of the predictions; flow_model: built on first use when
+        None."""
         self.start = 0  # global index of the current chunk's first frame (set_chunk)
-        self.model, self.device, self.args, self.flow_model = model, device, args, flow_model
+        self.model, self.device, self.cfg, self.flow_model = model, device, cfg, flow_model
         self.preds: Dict[tuple, dict] = {}
         self.flows: Dict[tuple, tuple] = {}
         self.computed_pairs = self.reused_pairs = self.computed_flows = self.reused_flows = 0
@@ -115,21 +121,14 @@ class PairCache:
 
     def predict(self, pairs) -> dict:
         """``inference()`` output for ``pairs`` (chunk views), running the network on the new pairs only."""
-        from monst3r.inference import _same_size, collate_with_cat
-        from monst3r.inference import inference_distributed as inference  # plain inference in one process
-        from monst3r.pipeline import _dtype
-
-        a = self.args
-        if not _same_size(pairs):  # per-pair list outputs: no caching
-            return inference(pairs, self.model, self.device, batch_size=a.batch_size, verbose=not a.silent,
-                             dtype=_dtype(a))
+        if not same_size(pairs):  # per-pair list outputs: no caching
+            return predict_pairs(pairs, self.model, self.cfg, self.device)
         keys = [self._key(x, y) for x, y in pairs]
         todo = [(k, p) for k, p in zip(keys, pairs) if k not in self.preds]
         self.computed_pairs += len(todo)
         self.reused_pairs += len(keys) - len(todo)
         if todo:
-            out = inference([p for _, p in todo], self.model, self.device, batch_size=a.batch_size,
-                            verbose=not a.silent, dtype=_dtype(a))
+            out = predict_pairs([p for _, p in todo], self.model, self.cfg, self.device)
             for r, (k, _) in enumerate(todo):
                 self.preds[k] = _row(out, r)
             del out
@@ -142,7 +141,6 @@ class PairCache:
         """``(flow_ij, flow_ji, valid_i, valid_j)`` of every pair (what the optimizer computes itself otherwise:
         the flow network on each unordered pair once, 20 iterations, chunks of 12)."""
         from monst3r.cloud_opt.optical_flow import compute_pair_flows
-        from monst3r.pipeline import _flow_model
 
         keys = [self._key(x, y) for x, y in pairs]
         need, seen = [], set()  # unordered pairs without a cached flow, in first-seen orientation
@@ -155,7 +153,7 @@ class PairCache:
         self.reused_flows += len({tuple(sorted(k)) for k in keys}) - len(need)
         if need:
             if self.flow_model is None:
-                self.flow_model = _flow_model(self.args, self.device)
+                self.flow_model = load_flow_network(self.cfg.aligner, self.device)
             frames = sorted({g for k in need for g in k})
             local = {g: n for n, g in enumerate(frames)}
             view_of = {self._key(x, y): (x, y) for x, y in pairs}
@@ -185,118 +183,136 @@ class PairCache:
                 del store[k]
 
 
-def _shared_sam2_predictor(args: argparse.Namespace, device: torch.device):
+def _shared_sam2_predictor(cfg: ReconstructConfig, device: torch.device):
     """One SAM2 video predictor for all chunks (building it loads ~900 MB of weights), or None when SAM2
     refinement is off or unavailable (each chunk's optimizer then reports why, as in a single run)."""
-    if getattr(args, "no_sam2", False) or args.flow_loss_weight <= 0:
+    if not cfg.aligner.sam2_mask_refine or cfg.aligner.flow_loss_weight <= 0:
         return None
     from third_party import sam2_adapter
 
     if sam2_adapter.sam2_unavailable_reason() is not None:
         return None
-    ckpt = sam2_adapter.resolve_sam2_checkpoint(args.sam2_checkpoint)
+    ckpt = sam2_adapter.resolve_sam2_checkpoint(cfg.aligner.sam2_checkpoint)
     if not ckpt.is_file():
         return None
     return sam2_adapter.build_video_predictor(sam2_adapter.DEFAULT_SAM2_CONFIG, ckpt, device)
 
 
-def _follow_chunks(imgs, chunks, args, cache, model, device, predict) -> None:
+def _follow_chunks(imgs, chunks, cfg: ReconstructConfig, cache, model, device, predict) -> None:
     """The other ranks of a multi-process run: take part in every chunk's (sharded) pair inference, in the same
     order and with the same pairs as rank 0 (which alone optimises)."""
-    from monst3r.image_pairs import make_pairs
-    from monst3r.inference import inference_distributed
-    from monst3r.pipeline import _dtype, scene_graph_string
-
     for c, (s, e, _) in enumerate(chunks):
         views = _chunk_views(imgs, s, e)
         if cache is not None:
             cache.set_chunk(s)
-        graph = scene_graph_string(args.scenegraph_type, args.winsize, args.refid, len(views))
-        pairs = make_pairs(views, scene_graph=graph, prefilter=None, symmetrize=True)
+        _, pairs = make_view_pairs(views, cfg)
         if predict is not None:
             predict(pairs)
         elif cache is not None:
             cache.predict(pairs)
             cache.prune(chunks[c + 1][0] if c + 1 < len(chunks) else e)
         else:
-            inference_distributed(pairs, model, device, batch_size=args.batch_size, verbose=False,
-                                  dtype=_dtype(args))
+            predict_pairs(pairs, model, cfg, device, verbose=False)
 
 
-def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, device: torch.device, timer,
-                          prev_video_results: Optional[dict] = None, flow_model=None, on_chunk=None,
-                          predict=None, reuse_pairs: bool = True, sam2_predictor=None):
-    """Reconstruct a long video chunk by chunk (see the module docstring); returns ``(Reconstruction, None)``.
+class _FrameState:
+    """Per-frame results of the frames reconstructed so far (only the next chunk's frozen frames are kept):
+    ``poses`` c2w ``[4, 4]`` (or a TUM 7-vector from a previous result), ``depths [H, W]``, ``Ks [3, 3]``."""
+
+    def __init__(self, prev_video_results: Optional[dict]):
+        self.poses: Dict[int, np.ndarray] = {}
+        self.depths: Dict[int, np.ndarray] = {}
+        self.Ks: Dict[int, np.ndarray] = {}
+        if prev_video_results is None:
+            return
+        K0 = np.asarray(prev_video_results["intrinsics"], dtype=np.float32).reshape(3, 3)
+        for k in range(len(prev_video_results["poses"])):
+            self.poses[k] = np.asarray(prev_video_results["poses"][k], dtype=np.float32)  # 7-vector or 4x4
+            d = prev_video_results["depths"][k]
+            self.depths[k] = d.detach().cpu().numpy() if isinstance(d, torch.Tensor) else np.asarray(d)
+            self.Ks[k] = K0
+
+    def frozen(self, s: int, n_frozen: int) -> Optional[dict]:
+        """``prev_video_results`` of the frames ``[s, s + n_frozen)`` (None when there are none)."""
+        if not n_frozen:
+            return None
+        frozen = range(s, s + n_frozen)
+        return dict(poses=[self.poses[k] for k in frozen], depths=[torch.from_numpy(self.depths[k]) for k in frozen],
+                    intrinsics=torch.from_numpy(self.Ks[s + n_frozen - 1]))
+
+    def store(self, rec, first: int) -> None:
+        """The chunk result ``rec``, whose frame 0 is global frame ``first``."""
+        for k in range(rec.n_frames):
+            g = first + k
+            self.poses[g], self.depths[g], self.Ks[g] = rec.poses[k], np.asarray(rec.depths[k]), rec.intrinsics[k]
+
+    def forget_before(self, frame: int) -> None:
+        for k in [k for k in self.poses if k < frame]:
+            del self.poses[k], self.depths[k], self.Ks[k]
+
+
+def _run_chunk(imgs, chunk: Tuple[int, int, int], state: _FrameState, model, cfg: ReconstructConfig, device,
+               timer, flow_model, cache: Optional[PairCache], predict, sam2_predictor, phases: Dict[str, float]):
+    """One chunk ``(start, end, n_frozen)``: window-wise alignment of its frames with the frozen ones from
+    ``state``; returns the chunk's Reconstruction (its new frames only) and adds the optimizer phase times."""
+    s, e, n_frozen = chunk
+    kw = dict(predict=predict)
+    if cache is not None:
+        cache.set_chunk(s)
+        kw = dict(predict=predict or cache.predict, flows_fn=cache.flows_for)
+    if sam2_predictor is not None:
+        kw["aligner_kw"] = dict(sam2_predictor=sam2_predictor)
+    chunk_cfg = cfg.with_aligner(window_wise=True, batchify=False, window_size=e - s)
+    rec = reconstruct(_chunk_views(imgs, s, e), model, chunk_cfg, device=device, timer=timer,
+                      prev_video_results=state.frozen(s, n_frozen), flow_model=flow_model, offload_model=False,
+                      phase_times=phases, **kw)
+    return rec.copy()  # own the arrays: nothing of this chunk's optimizer stays alive
+
+
+def reconstruct_streaming(imgs: List[Dict], model, cfg: ReconstructConfig, *, device: torch.device,
+                          timer: Optional[StageTimer] = None, prev_video_results: Optional[dict] = None,
+                          flow_model: Optional[torch.nn.Module] = None,
+                          on_chunk: Optional[Callable[[int, Tuple[int, int, int]], None]] = None,
+                          predict: Optional[Callable[[list], dict]] = None, reuse_pairs: bool = True,
+                          sam2_predictor=None) -> Optional[Reconstruction]:
+    """Reconstruct a long video chunk by chunk (see the module docstring); returns the :class:`Reconstruction`
+    (``meta["timings"]``: the optimizer phase times summed over the chunks), None on the helper ranks of a
+    multi-process run.
 
     imgs: view dicts of ``load_images`` (the first ``len(prev_video_results['poses'])`` are a previous result's
-    frames when given). args: the demo's options (``window_size``, ``window_overlap_ratio`` and everything
-    ``pipeline.reconstruct`` reads). on_chunk: optional ``callable(index, (start, end, n_frozen))`` called after
-    each chunk (benchmarks, progress). predict: see ``pipeline.reconstruct`` (the pairs it receives hold the
-    chunk's views, whose ``idx`` count from 0 within the chunk). reuse_pairs: take the predictions and flows
-    of the pairs a chunk shares with the previous one from that chunk (:class:`PairCache`) instead of
-    recomputing them (same values up to float32 batch-composition noise). sam2_predictor: a SAM2 video
-    predictor shared by the chunks (default: built once when SAM2 refinement is on and available).
+    frames when given). cfg: the settings (``cfg.aligner.window_size`` frames per chunk, consecutive chunks
+    overlapping by ``cfg.window_overlap_ratio`` of it). on_chunk: optional ``callable(index, (start, end,
+    n_frozen))`` called after each chunk (benchmarks, progress). predict: see :func:`monst3r.reconstruct.reconstruct`
+    (the pairs it receives hold the chunk's views, whose ``idx`` count from 0 within the chunk). reuse_pairs: take
+    the predictions and flows of the pairs a chunk shares with the previous one from that chunk
+    (:class:`PairCache`) instead of recomputing them (same values up to float32 batch-composition noise).
+    sam2_predictor: a SAM2 video predictor shared by the chunks (default: built once when SAM2 refinement is on
+    and available).
     """
-    from monst3r.pipeline import reconstruct
-    from monst3r.result import Reconstruction
-
-    N = len(imgs)
-    ws = int(args.window_size)
-    ov = int(ws * args.window_overlap_ratio)
-    n_prev0 = len(prev_video_results["poses"]) if prev_video_results is not None else 0
-    chunks = stream_chunks(N, ws, ov, n_prev0)
-
-    # per-frame state of the frames reconstructed so far: c2w [4, 4], depth [H, W], K [3, 3]
-    poses: Dict[int, np.ndarray] = {}
-    depths: Dict[int, np.ndarray] = {}
-    Ks: Dict[int, np.ndarray] = {}
-    if prev_video_results is not None:
-        K0 = np.asarray(prev_video_results["intrinsics"], dtype=np.float32).reshape(3, 3)
-        for k in range(n_prev0):
-            p = np.asarray(prev_video_results["poses"][k], dtype=np.float32)
-            poses[k] = p  # 7-vector (TUM) or 4x4: both accepted by the aligner
-            d = prev_video_results["depths"][k]
-            depths[k] = d.detach().cpu().numpy() if isinstance(d, torch.Tensor) else np.asarray(d)
-            Ks[k] = K0
-    parts: list = []
-    cache = PairCache(model, device, args, flow_model) if reuse_pairs else None
     from monst3r.runtime import is_main_process
+
+    timer = StageTimer() if timer is None else timer
+    ws = int(cfg.aligner.window_size)
+    n_prev0 = len(prev_video_results["poses"]) if prev_video_results is not None else 0
+    chunks = stream_chunks(len(imgs), ws, int(ws * cfg.window_overlap_ratio), n_prev0)
+    state = _FrameState(prev_video_results)
+    cache = PairCache(model, device, cfg, flow_model) if reuse_pairs else None
     if not is_main_process():
-        _follow_chunks(imgs, chunks, args, cache, model, device, predict)
-        return None, None
-    chunk_args = copy.copy(args)
-    chunk_args.window_wise = True
+        _follow_chunks(imgs, chunks, cfg, cache, model, device, predict)
+        return None
     if sam2_predictor is None:
-        sam2_predictor = _shared_sam2_predictor(args, device)
+        sam2_predictor = _shared_sam2_predictor(cfg, device)
+    parts: list = []
     phases: Dict[str, float] = {}  # optimizer phase times summed over the chunks
     for c, (s, e, n_frozen) in enumerate(chunks):
         log.info("streaming chunk %d/%d: frames [%d, %d), %d frozen", c + 1, len(chunks), s, e, n_frozen)
-        prev = None
-        if n_frozen:
-            frozen = range(s, s + n_frozen)
-            prev = dict(poses=[poses[k] for k in frozen], depths=[torch.from_numpy(depths[k]) for k in frozen],
-                        intrinsics=torch.from_numpy(Ks[s + n_frozen - 1]))
-        chunk_args.window_size = e - s
-        kw = dict(predict=predict)
-        if cache is not None:
-            cache.set_chunk(s)
-            kw = dict(predict=predict or cache.predict, flows_fn=cache.flows_for)
-        if sam2_predictor is not None:
-            kw["aligner_kw"] = dict(sam2_predictor=sam2_predictor)
-        rec, scene = reconstruct(_chunk_views(imgs, s, e), model, chunk_args, device, timer, prev, flow_model,
-                                 offload_model=False, **kw)
-        for k, v in getattr(scene, "timings", {}).items():
-            phases[k] = phases.get(k, 0.0) + v
-        del scene
-        rec = rec.copy()  # own the arrays: nothing of this chunk's optimizer stays alive
-        for k in range(rec.n_frames):
-            g = s + n_frozen + k
-            poses[g], depths[g], Ks[g] = rec.poses[k], np.asarray(rec.depths[k]), rec.intrinsics[k]
+        rec = _run_chunk(imgs, (s, e, n_frozen), state, model, cfg, device, timer, flow_model, cache, predict,
+                         sam2_predictor, phases)
+        state.store(rec, s + n_frozen)
         keep_from = chunks[c + 1][0] if c + 1 < len(chunks) else e
         if cache is not None:
             cache.prune(keep_from)
-        for k in [k for k in poses if k < keep_from]:  # only the next chunk's frozen frames are needed again
-            del poses[k], depths[k], Ks[k]
+        state.forget_before(keep_from)  # only the next chunk's frozen frames are needed again
         parts.append(rec)
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -307,4 +323,4 @@ def reconstruct_streaming(imgs: List[Dict], model, args: argparse.Namespace, dev
     if cache is not None:
         meta.update(pairs_computed=cache.computed_pairs, pairs_reused=cache.reused_pairs,
                     flows_computed=cache.computed_flows, flows_reused=cache.reused_flows)
-    return Reconstruction.concatenate(parts, meta=meta), None
+    return Reconstruction.concatenate(parts, meta=meta)

@@ -10,9 +10,11 @@ import torch
 import demo
 from monst3r.datasets.synthetic import SyntheticScene
 from monst3r.errors import Monst3rInputError
-from monst3r.pipeline import StageTimer, reconstruct
+from monst3r.config import ReconstructConfig
+from monst3r.reconstruct import reconstruct
 from monst3r.streaming import reconstruct_streaming, stream_chunks
 from monst3r.utils.memtrack import TensorMemoryTracker
+from monst3r.utils.timing import StageTimer
 from traj_helpers import ate
 
 CPU = torch.device("cpu")
@@ -32,12 +34,13 @@ def oracle(sc: SyntheticScene, noise: float = 0.01):
     return predict
 
 
-def demo_args(**kw):
+def demo_args(**kw) -> ReconstructConfig:
+    """The demo's settings (its defaults, changed by ``kw``) as the reconstruction receives them."""
     a = demo.get_parser().parse_args(["--input", "unused", "--silent", "--no_sam2", "--flow_loss_weight", "0",
                                       "--device", "cpu"])
     for k, v in kw.items():
         setattr(a, k, v)
-    return a
+    return ReconstructConfig.from_demo_args(a)
 
 
 def scene_views(n, seed=1, W=64, H=48):
@@ -72,18 +75,19 @@ def test_streaming_equals_chained_continuation():
     sc, views = scene_views(9)
     a = demo_args(window_size=6, window_overlap_ratio=0.5, niter=20)
     torch.manual_seed(0)
-    rec, _ = reconstruct_streaming(views, None, a, CPU, StageTimer(), predict=oracle(sc))
+    rec = reconstruct_streaming(views, None, a, device=CPU, timer=StageTimer(), predict=oracle(sc))
     assert rec.meta["chunks"] == [[0, 6, 0], [3, 9, 3]] and rec.n_frames == 9
     assert rec.meta["image_paths"] == [v["instance"] for v in views]
 
     torch.manual_seed(0)
     b = demo_args(window_size=6, window_overlap_ratio=0.5, niter=20, window_wise=True)
-    first, _ = reconstruct([dict(v) for v in views[:6]], None, b, CPU, StageTimer(), predict=oracle(sc),
-                           offload_model=False)
+    first = reconstruct([dict(v) for v in views[:6]], None, b, device=CPU, timer=StageTimer(),
+                        predict=oracle(sc), offload_model=False)
     prev = dict(poses=list(first.poses[3:6]), depths=[torch.from_numpy(d) for d in first.depths[3:6]],
                 intrinsics=torch.from_numpy(first.intrinsics[5]))
     chunk = [dict(v, idx=k) for k, v in enumerate(views[3:9])]
-    second, _ = reconstruct(chunk, None, b, CPU, StageTimer(), prev, predict=oracle(sc), offload_model=False)
+    second = reconstruct(chunk, None, b, device=CPU, timer=StageTimer(), prev_video_results=prev,
+                         predict=oracle(sc), offload_model=False)
     assert second.n_frames == 3
     np.testing.assert_array_equal(rec.poses[:6], first.poses)
     np.testing.assert_array_equal(rec.depths[:6], first.depths)
@@ -101,7 +105,7 @@ def test_streaming_recovers_the_trajectory_as_the_window_mode_does():
         a = demo_args(window_size=6, window_overlap_ratio=0.5, niter=150, window_wise=mode == "window")
         torch.manual_seed(0)
         run = reconstruct_streaming if mode == "stream" else reconstruct
-        rec, _ = run(views, None, a, CPU, StageTimer(), predict=oracle(sc))
+        rec = run(views, None, a, device=CPU, timer=StageTimer(), predict=oracle(sc))
         assert rec.n_frames == 16 and np.isfinite(rec.poses).all()
         errs[mode] = ate(rec.poses, sc.poses)
     extent = np.linalg.norm(np.diff(sc.poses[:, :3, 3], axis=0), axis=1).sum()
@@ -116,9 +120,9 @@ def _peak_bytes(n, window_wise_mode=False):
     torch.manual_seed(0)
     with TensorMemoryTracker() as mem:
         if window_wise_mode:
-            reconstruct(views, None, a, CPU, StageTimer(), predict=predict)
+            reconstruct(views, None, a, device=CPU, timer=StageTimer(), predict=predict)
         else:
-            reconstruct_streaming(views, None, a, CPU, StageTimer(), predict=predict)
+            reconstruct_streaming(views, None, a, device=CPU, timer=StageTimer(), predict=predict)
     return mem.peak_bytes
 
 
@@ -191,7 +195,8 @@ def test_streaming_with_the_network_and_flow(tiny_nets):
                   batch_size=4, no_sam2=False)
     torch.manual_seed(0)
     sam2 = FakePredictor()
-    rec, _ = reconstruct_streaming(views, model, a, CPU, StageTimer(), flow_model=flow, sam2_predictor=sam2)
+    rec = reconstruct_streaming(views, model, a, device=CPU, timer=StageTimer(), flow_model=flow,
+                                sam2_predictor=sam2)
     assert rec.n_frames == 9 and np.isfinite(rec.poses).all() and np.isfinite(rec.depths).all()
     assert rec.meta["pairs_reused"] > 0 and rec.meta["flows_reused"] > 0
     assert rec.meta["mask_source"] == "self" and rec.meta["sam2"] == "refined"
@@ -205,10 +210,11 @@ def test_streaming_continues_a_previous_result():
     sc, views = scene_views(14)
     a = demo_args(window_size=6, window_overlap_ratio=0.5, niter=100)
     torch.manual_seed(0)
-    first, _ = reconstruct_streaming(views[:8], None, a, CPU, StageTimer(), predict=oracle(sc))
+    first = reconstruct_streaming(views[:8], None, a, device=CPU, timer=StageTimer(), predict=oracle(sc))
     prev = dict(poses=[p for p in first.poses[4:8]], depths=torch.from_numpy(np.asarray(first.depths[4:8])),
                 intrinsics=torch.from_numpy(first.intrinsics[7]))
-    rest, _ = reconstruct_streaming(views[4:], None, a, CPU, StageTimer(), prev, predict=oracle(sc))
+    rest = reconstruct_streaming(views[4:], None, a, device=CPU, timer=StageTimer(), prev_video_results=prev,
+                                 predict=oracle(sc))
     assert rest.meta["chunks"] == [[1, 7, 3], [4, 10, 3]]
     assert rest.n_frames == 6
     both = np.concatenate([first.poses, rest.poses])

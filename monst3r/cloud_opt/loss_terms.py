@@ -1,5 +1,5 @@
 """Loss terms of the global optimizer other than the pairwise alignment (optimizer.md 5.2-5.4): the masked flow
-loss, the depth prior and the relative-pose (temporal) loss. Not the training losses (``monst3r/losses.py``)."""
+loss, the depth prior and the relative-pose (temporal) loss. Not the training losses (``monst3r/training/criteria.py``)."""
 from __future__ import annotations
 
 import torch

@@ -33,6 +33,7 @@ Corrections of the original (spec §3 and §10), each on purpose:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -48,13 +49,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from monst3r.config import ReconstructConfig
 from monst3r.errors import Monst3rInputError
 from monst3r.eval.metadata import EvalDataset, get_dataset, list_sequences
 from monst3r.eval.metrics import metric_file_text, parse_metric_text, pose_metrics
 from monst3r.eval.entry import build_eval_model
 from monst3r.eval.trajectory import load_traj
-from monst3r.runtime import all_gather, finish_distributed, init_distributed, rank_world, resolve_eval_device, \
-    seed_everything, split_for_rank, unwrap
+from monst3r.reconstruct import DivergedError, load_flow_network, reconstruct
 
 log = logging.getLogger(__name__)
 
@@ -177,14 +178,10 @@ def _gather(records: list[SequenceRecord]) -> list[SequenceRecord]:
     return [SequenceRecord(**d) for part in all_gather([asdict(r) for r in records]) for d in part]
 
 
-def _load_flow_model(args: argparse.Namespace, info: EvalDataset, device: torch.device):
+def _load_flow_model(cfg: ReconstructConfig, device: torch.device):
     """The flow network of the optimizer, loaded once (RAFT-sintel for Sintel, else SEA-RAFT); None without the
     flow loss. A missing checkpoint is an input error raised before any sequence runs."""
-    if float(args.flow_loss_weight) <= 0:
-        return None
-    from third_party.raft import load_flow_model
-
-    return load_flow_model("raft-sintel" if info.sintel_flow else "searaft", device)
+    return load_flow_network(cfg.aligner, device)
 
 
 def _gt_focals(info: EvalDataset, root: str, seq: str, frames: list[str], stride: int,
@@ -202,57 +199,32 @@ def _gt_focals(info: EvalDataset, root: str, seq: str, frames: list[str], stride
     return focals[:len(frames)] * max(h1 / h0, w1 / w0)
 
 
-class _Diverged(RuntimeError):
-    """The optimisation produced non-finite poses or loss."""
+_Diverged = DivergedError  # the optimisation produced non-finite poses or loss (monst3r.reconstruct)
 
 
 # ---------------------------------------------------------------------------------------------- one sequence
 
 
-def _reconstruct(args: argparse.Namespace, info: EvalDataset, root: str, seq: str, frames: list[str],
-                 model: torch.nn.Module, device: torch.device, flow_model):
-    """Frames -> Reconstruction (spec §3.2 steps 3-10, without writing)."""
-    from monst3r.cloud_opt import GlobalAlignerMode, global_aligner
-    from monst3r.image_pairs import make_pairs
-    from monst3r.inference import inference
+def _reconstruct(cfg: ReconstructConfig, info: EvalDataset, root: str, seq: str, frames: list[str],
+                 model: torch.nn.Module, device: torch.device, flow_model, *, image_size: int = 512,
+                 crop: bool = True, use_gt_focal: bool = False, stride: int = 1):
+    """Frames -> ``(Reconstruction, scene graph string)`` (spec §3.2 steps 3-10, without writing) through the
+    one reconstruction path (:func:`monst3r.reconstruct.reconstruct`) with the evaluation's settings ``cfg``
+    (:meth:`ReconstructConfig.from_eval_args`); the scene graph and the GT focals are set here per sequence."""
     from monst3r.utils.image import load_images
 
-    verbose = not args.silent
     mask_dir = info.mask_path(root, seq)
-    imgs = load_images(frames, size=int(getattr(args, "eval_image_size", 512)), verbose=verbose,
+    imgs = load_images(frames, size=image_size, verbose=cfg.verbose,
                        dynamic_mask_root=str(mask_dir) if mask_dir is not None and mask_dir.is_dir() else None,
-                       crop=not args.no_crop)
-    graph = adapt_scene_graph(args.scene_graph_type, len(imgs), info.name)
-    pairs = make_pairs(imgs, scene_graph=graph, prefilter=None, symmetrize=True)
-    output = inference(pairs, model, device, batch_size=1, verbose=verbose)
-    with torch.enable_grad():
-        if len(imgs) > 2:
-            scene = global_aligner(
-                output, device=device, mode=GlobalAlignerMode.PointCloudOptimizer, verbose=verbose,
-                shared_focal=not args.not_shared_focal and not args.use_gt_focal,
-                flow_loss_weight=float(args.flow_loss_weight), flow_loss_fn=args.flow_loss_fn,
-                depth_regularize_weight=float(args.depth_regularize_weight), num_total_iter=int(args.n_iter),
-                temporal_smoothing_weight=float(args.temporal_smoothing_weight),
-                motion_mask_thre=float(args.motion_mask_thre), flow_loss_start_epoch=float(args.flow_loss_start_epoch),
-                flow_loss_thre=float(args.flow_loss_thre), translation_weight=float(args.translation_weight),
-                sintel_ckpt=info.sintel_flow, use_self_mask=not args.use_gt_mask,
-                sam2_mask_refine=bool(args.sam2_mask_refine), empty_cache=len(imgs) >= 80 and len(pairs) > 600,
-                pxl_thre=float(args.pxl_thresh), flow_model=flow_model)
-            if args.use_gt_focal:
-                shape = tuple(int(v) for v in imgs[0]["true_shape"][0])
-                scene.preset_focal(_gt_focals(info, root, seq, frames, int(args.pose_eval_stride), shape),
-                                   requires_grad=False)
-            loss = scene.compute_global_alignment(init="mst", niter=int(args.n_iter), schedule=args.pose_schedule,
-                                                  lr=0.01)
-            if isinstance(loss, float) and not math.isfinite(loss):
-                raise _Diverged(f"the global alignment diverged (final loss {loss})")
-        else:
-            scene = global_aligner(output, device=device, mode=GlobalAlignerMode.PairViewer, verbose=verbose)
-    poses = scene.get_im_poses().detach()
-    if not torch.isfinite(poses).all():
-        raise _Diverged("the global alignment produced non-finite camera poses")
-    scene.clean_pointcloud()
-    return scene.result(), graph
+                       crop=crop)
+    graph = adapt_scene_graph(cfg.scenegraph_type, len(imgs), info.name)
+    focals = None
+    if use_gt_focal and len(imgs) > 2:
+        shape = tuple(int(v) for v in imgs[0]["true_shape"][0])
+        focals = _gt_focals(info, root, seq, frames, stride, shape)
+    cfg = dataclasses.replace(cfg, scene_graph=graph, fixed_focals=focals)
+    result = reconstruct(imgs, model, cfg, device=device, flow_model=flow_model, offload_model=False)
+    return result, graph
 
 
 def _save_glb(result, path: Path) -> None:
@@ -319,7 +291,10 @@ def evaluate_sequence(args: argparse.Namespace, info: EvalDataset, root: str, se
         if len(frames) < 2:
             raise Monst3rInputError(f"{len(frames)} frame(s) after stride {stride}: at least 2 are needed")
         seed_everything(_seed_for(args.seed, seq))
-        result, graph = _reconstruct(args, info, root, seq, frames, model, device, flow_model)
+        cfg = ReconstructConfig.from_eval_args(args, sintel_flow=info.sintel_flow)
+        result, graph = _reconstruct(cfg, info, root, seq, frames, model, device, flow_model,
+                                     image_size=int(getattr(args, "eval_image_size", 512)), crop=not args.no_crop,
+                                     use_gt_focal=bool(args.use_gt_focal), stride=stride)
         save_result(result, out_dir, glb=False, focal_file=True, enlarge_kernel=5 if args.use_gt_mask else 3)
         if args.save_pose_qualitative:
             _save_glb(result, save_dir / f"{seq}.glb")
@@ -431,7 +406,7 @@ def run_pose_evaluation(args: argparse.Namespace, model: torch.nn.Module, device
     if float(args.flow_loss_weight) <= 0:
         flow_model = None
     elif flow_model is None:
-        flow_model = _load_flow_model(args, info, device)
+        flow_model = _load_flow_model(ReconstructConfig.from_eval_args(args, sintel_flow=info.sintel_flow), device)
     model = unwrap(model)
     was_training = model.training
     model.eval()

@@ -66,10 +66,10 @@ def _to_device(views: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
 def symmetrize_batch(view1: Dict[str, Any], view2: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Interleave the two views: tensors of equal ndim become ``[a0, b0, a1, b1, ...]`` /
     ``[b0, a0, b1, a1, ...]``; list values are interleaved element-wise (``idx``: per component)."""
-    from monst3r.inference import _make_batch_symmetric
+    from monst3r.inference import make_batch_symmetric
     from monst3r.utils.pair_batches import interleave
 
-    return _make_batch_symmetric(view1, view2, interleave)
+    return make_batch_symmetric(view1, view2, interleave)
 
 
 def _amp_dtype(args: argparse.Namespace) -> Optional[torch.dtype]:
