@@ -1,6 +1,6 @@
 """Evaluation data sets in the original on-disk layouts, made from synthetic scenes, and an ideal network.
 
-Used by the tests (and handy for smoke runs): the whole evaluation pipeline runs on them exactly as on the real
+Test-only (moved out of the library, issue #15): the whole evaluation pipeline runs on them exactly as on the real
 data, and with :class:`IdealPairModel` the network is perfect, so what is measured is the pipeline itself.
 
 * :func:`write_sintel_fixture`: ``data/sintel/training/{final,camdata_left,depth,dynamic_label_perfect}/<seq>/``

@@ -21,7 +21,7 @@ from monst3r.eval.metadata import EVAL_DATASETS, get_dataset, list_sequences
 from monst3r.eval.metrics import average_metric_files, parse_metric_text, pose_metrics
 from monst3r.eval.pose import adapt_scene_graph
 from monst3r.eval.runtime import split_for_rank
-from monst3r.eval.synthetic_fixtures import IdealPairModel, write_sintel_fixture, write_tum_fixture
+from synthetic_fixtures import IdealPairModel, write_sintel_fixture, write_tum_fixture
 from monst3r.eval.trajectory import load_pred_traj, load_traj
 
 REPO = Path(__file__).resolve().parents[1]
@@ -272,7 +272,7 @@ def test_torchrun_splits_sequences_across_two_processes(data_root, tmp_path, gol
 def test_default_flow_loss_with_injected_gt_flow(data_root, tmp_path):
     """The evaluation's default optimizer settings (flow loss 0.01 from 10 % of the iterations, self motion masks)
     with the exact optical flow of the generator in place of RAFT."""
-    from monst3r.eval.synthetic_fixtures import IdealFlowModel
+    from synthetic_fixtures import IdealFlowModel
 
     root, index = data_root
     flow = IdealFlowModel(index)

@@ -11,7 +11,7 @@ from monst3r.errors import Monst3rInputError
 from monst3r.eval import pose, video_depth
 from monst3r.eval.depth_io import read_dpt, read_png_depth, write_dpt, write_png_depth
 from monst3r.eval.metrics import DEPTH_METRIC_KEYS
-from monst3r.eval.synthetic_fixtures import IdealPairModel, write_bonn_fixture, write_sintel_fixture
+from synthetic_fixtures import IdealPairModel, write_bonn_fixture, write_sintel_fixture
 from conftest import require_golden
 from test_eval_pose import FAST, parse_launch_args, tiny_model
 

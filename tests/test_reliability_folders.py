@@ -215,7 +215,7 @@ def test_rerun_synthetic_scene_cli(world):
 
 def test_rerun_pose_evaluation_writer(world):
     from monst3r.eval import pose
-    from monst3r.eval.synthetic_fixtures import IdealPairModel, write_sintel_fixture
+    from synthetic_fixtures import IdealPairModel, write_sintel_fixture
     from test_eval_pose import parse_launch_args
 
     root = world["parent"] / "evalset"
