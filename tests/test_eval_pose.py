@@ -218,6 +218,7 @@ def test_tiny_random_model_completes_with_finite_numbers(data_root, tmp_path, go
     assert depth.shape == (48, 64) and np.isfinite(depth).all()
 
 
+@pytest.mark.slow
 def test_launch_subprocess_with_tiny_model(data_root, tmp_path, golden):
     """``python launch.py --mode=eval_pose`` from the data root (the original's relative data/ paths)."""
     root, _ = data_root
@@ -250,6 +251,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.dist
+@pytest.mark.slow
 def test_torchrun_splits_sequences_across_two_processes(data_root, tmp_path, golden):
     root, _ = data_root
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))

@@ -145,6 +145,7 @@ def _two_runs(world, capsys, first, second):
     return seq
 
 
+@pytest.mark.slow
 def test_rerun_optimizer_with_exports_then_fewer_frames(world, frames, weights, capsys):
     b = base(weights, world["out"])
     seq = _two_runs(world, capsys, ["--input", *frames, "--export", "ply,colmap", *b], ["--input", *frames[:3], *b])
@@ -161,6 +162,7 @@ def test_rerun_real_time(world, frames, weights, capsys):
     assert "pts3d1_p2.npy" in names and "pts3d1_p3.npy" not in names
 
 
+@pytest.mark.slow
 def test_rerun_window_wise_and_streaming(world, frames, weights, capsys):
     b = base(weights, world["out"])
     seq = _two_runs(world, capsys, ["--input", *frames, "--window_wise", "--window_size", "2", *b],
@@ -213,6 +215,7 @@ def test_rerun_synthetic_scene_cli(world):
     check_world(world)
 
 
+@pytest.mark.slow
 def test_rerun_pose_evaluation_writer(world):
     from monst3r.eval import pose
     from synthetic_fixtures import IdealPairModel, write_sintel_fixture
@@ -238,6 +241,7 @@ def test_rerun_pose_evaluation_writer(world):
     check_user_files(seq)
 
 
+@pytest.mark.slow
 def test_gui_run_goes_through_the_same_policy(world, frames, weights):
     pytest.importorskip("gradio")
     from monst3r.gui import build_app
@@ -343,6 +347,7 @@ def previous(world, frames, weights, capsys):
     return seq, snapshot, b
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["build", "moved", "swapped"])
 def test_sigkill_during_the_write_then_next_run(world, frames, capsys, previous, stage):
     seq, snapshot, b = previous
@@ -377,6 +382,7 @@ def test_sigkill_during_the_write_then_next_run(world, frames, capsys, previous,
     check_world(world)
 
 
+@pytest.mark.slow
 def test_sigterm_during_the_write_is_like_ctrl_c(world, frames, previous):
     seq, snapshot, b = previous
     flag = world["parent"].parent / "reached"
