@@ -136,6 +136,16 @@ class IdealFlowModel(nn.Module):
         return None, torch.stack(flows).to(img1.device)
 
 
+def write_frames(out: Path, num_frames: int, seed: int = 1, width: int = 128, height: int = 96) -> Path:
+    """The RGB frames of a synthetic scene as ``out/00000.png ...`` (demo input); returns ``out``."""
+    import PIL.Image
+
+    scene = SyntheticScene(SceneConfig(width=width, height=height, num_frames=num_frames, seed=seed))
+    for i, f in enumerate(scene.frames()):
+        PIL.Image.fromarray(f.rgb).save(out / f"{i:05d}.png")
+    return out
+
+
 def _scene(config: Union[SceneConfig, dict]) -> SyntheticScene:
     return SyntheticScene(config if isinstance(config, SceneConfig) else SceneConfig(**config))
 

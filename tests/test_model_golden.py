@@ -30,15 +30,17 @@ def fwd(golden):
 
 @pytest.fixture(scope="module")
 def small_dpt(golden):
-    man = json.loads(golden("model", "small_dpt_manifest.json").read_text())
-    m = model_from_string(man["model_string"]).eval()
-    m.load_state_dict(golden_state_dict(man))
-    return m
+    return _golden_model(golden, "small_dpt")
 
 
 @pytest.fixture(scope="module")
 def tiny_linear(golden):
-    man = json.loads(golden("model", "tiny_linear_manifest.json").read_text())
+    return _golden_model(golden, "tiny_linear")
+
+
+def _golden_model(golden, name):
+    """The golden test network ``name`` (its manifest's model string) with its deterministic weights, eval mode."""
+    man = _manifest(golden, name)
     m = model_from_string(man["model_string"]).eval()
     m.load_state_dict(golden_state_dict(man))
     return m
