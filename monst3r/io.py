@@ -45,7 +45,7 @@ from monst3r.result import Reconstruction
 from monst3r.result_folder import (  # noqa: F401
     CONF_PATTERN, DEPTH_PATTERN, ENLARGED_MASK_PATTERN, EXTRA_FILES, FOCAL_FILE, GIF_FILE, GLB_FILE,
     INIT_CONF_PATTERN, INTRINSICS_FILE, MANIFEST_FILE, MASK_PATTERN, META_FILE, RESULT_LEGACY, RGB_PATTERN,
-    TRAJ_FILE, TRAJ_TUM_FILE, _Legacy, atomic_file, atomic_folder, check_result_target, discard_result,
+    TRAJ_FILE, TRAJ_TUM_FILE, LegacyLayout, atomic_file, atomic_folder, check_result_target, discard_result,
     recover_stale, result_folder)
 from monst3r.trajectory_io import format_trajectory, read_trajectory, write_trajectory
 

@@ -65,7 +65,7 @@ _FS_IOC_GETFLAGS = 0x80086601
 _FS_IMMUTABLE_FL, _FS_APPEND_FL = 0x10, 0x20
 
 
-class _Legacy:
+class LegacyLayout:
     """What counts as ours in a folder without a manifest: top-level file names (regexes) and sub-folders whose
     files (one level, regexes) are ours."""
 
@@ -82,7 +82,7 @@ class _Legacy:
         return any(p.fullmatch(name) for p in self.files) or name in self.dirs
 
 
-RESULT_LEGACY = _Legacy(
+RESULT_LEGACY = LegacyLayout(
     files=(r"pred_traj\.txt", r"pred_traj_tum\.txt", r"pred_intrinsics\.txt", r"pred_focal\.txt",
            r"frame_\d+\.(npy|png)",
            r"conf_\d+\.npy", r"init_conf_\d+\.npy", r"(enlarged_)?dynamic_mask_\d+\.png", r"_depth_maps\.gif",
@@ -147,7 +147,7 @@ def _walk(root: Path, prefix: str = "") -> tuple[list[str], list[str]]:
     return files, dirs
 
 
-def _owned(folder: Path, legacy: _Legacy) -> set[str]:
+def _owned(folder: Path, legacy: LegacyLayout) -> set[str]:
     """Relative paths of ``folder`` that a previous run wrote: files, and directories with a trailing '/'."""
     man = folder / MANIFEST_FILE
     if man.is_file() and not man.is_symlink():
@@ -201,7 +201,7 @@ def _user_paths(folder: Path, owned: set[str], prefix: str = "") -> list[str]:
     return out
 
 
-def _retire(path: Path, folder: Path, legacy: _Legacy) -> None:
+def _retire(path: Path, folder: Path, legacy: LegacyLayout) -> None:
     """Empty a hidden sibling of ``folder`` (our temporary or retired copy): entries that are not ours go back to
     ``folder`` (same relative path), ours are deleted file by file; the sibling is removed when empty. A user
     entry that cannot go back stays where it is (with a warning): nothing that is not ours is ever deleted."""
@@ -230,7 +230,7 @@ def _retire(path: Path, folder: Path, legacy: _Legacy) -> None:
                     ", ".join(kept[:5]) or "?")
 
 
-def recover_stale(folder, legacy: _Legacy = RESULT_LEGACY) -> None:
+def recover_stale(folder, legacy: LegacyLayout = RESULT_LEGACY) -> None:
     """Clean up what earlier runs on ``folder`` left when they were killed: only hidden siblings named by this
     module whose process is gone; a previous result moved aside is put back first, user entries are restored."""
     folder = Path(folder)
@@ -274,7 +274,7 @@ def _immutable(path: str) -> bool:
     return bool(flags & (_FS_IMMUTABLE_FL | _FS_APPEND_FL))
 
 
-def check_result_target(folder, legacy: _Legacy = RESULT_LEGACY, flag: str = "--seq_name") -> Path:
+def check_result_target(folder, legacy: LegacyLayout = RESULT_LEGACY, flag: str = "--seq_name") -> Path:
     """Everything about writing ``folder`` that can be checked before the work: it is not a file or a link, its
     parent can be created and written, a previous result can be replaced (writable, not immutable). Also cleans
     up the leftovers of killed runs (:func:`recover_stale`). Raises :class:`Monst3rInputError` (one line)."""
@@ -341,7 +341,7 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def _commit(tmp: Path, folder: Path, legacy: _Legacy, writer: str) -> None:
+def _commit(tmp: Path, folder: Path, legacy: LegacyLayout, writer: str) -> None:
     _test_pause("built")
     files, dirs = _walk(tmp)
     entries = sorted(f for f in files if f != _TMP_MARKER) + sorted(d + "/" for d in dirs)
@@ -383,7 +383,7 @@ def _commit(tmp: Path, folder: Path, legacy: _Legacy, writer: str) -> None:
 
 
 @contextlib.contextmanager
-def result_folder(folder, *, legacy: _Legacy = RESULT_LEGACY, writer: str = "monst3r", flag: str = "--seq_name"):
+def result_folder(folder, *, legacy: LegacyLayout = RESULT_LEGACY, writer: str = "monst3r", flag: str = "--seq_name"):
     """THE way to write a result folder (every writer uses it): yields an empty temporary sibling to fill; when
     the block succeeds it replaces ``folder`` (policy in the comment above): the previous run's files are
     replaced, every other entry of ``folder`` is kept (moved, never copied), links are never followed. On any
@@ -416,7 +416,7 @@ def result_folder(folder, *, legacy: _Legacy = RESULT_LEGACY, writer: str = "mon
 atomic_folder = result_folder  # the name used before the policy existed
 
 
-def discard_result(folder, legacy: _Legacy = RESULT_LEGACY) -> None:
+def discard_result(folder, legacy: LegacyLayout = RESULT_LEGACY) -> None:
     """Remove the files a previous run wrote into ``folder`` (nothing else; the folder too when it ends empty).
     Links are never followed."""
     folder = Path(folder)

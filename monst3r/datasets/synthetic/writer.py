@@ -24,21 +24,21 @@ logger = logging.getLogger(__name__)
 
 
 def _scene_legacy():
-    from monst3r.result_folder import _Legacy
+    from monst3r.result_folder import LegacyLayout
 
-    # what a scene folder written before manifests existed holds (the layout of the module docstring)
-    return _Legacy(files=(r"\d{5}\.png", r"poses\.npy", r"intrinsics\.npy", r"gt_traj\.txt", r"meta\.json"),
-                   dirs={"depth": [r"\d{5}\.npy"], "dynamic_masks": [r"\d{5}\.png"]},
-                   signature=("meta.json", "gt_traj.txt"))
+    # what a scene folder written before manifests existed holds (the layout of the package docstring)
+    return LegacyLayout(files=(r"\d{5}\.png", r"poses\.npy", r"intrinsics\.npy", r"gt_traj\.txt", r"meta\.json"),
+                        dirs={"depth": [r"\d{5}\.npy"], "dynamic_masks": [r"\d{5}\.png"]},
+                        signature=("meta.json", "gt_traj.txt"))
 
 
 def write_scene(scene: SyntheticScene, out: Union[str, os.PathLike], overwrite: bool = False) -> Path:
-    """Write frames and ground truth into ``out`` (layout in the module docstring).
+    """Write frames and ground truth into ``out`` (layout in the package docstring).
 
-    Written through :func:`monst3r.result_folder.result_folder` (the project's one write policy): assembled in a temporary
-    sibling and swapped in at the end, so an error leaves nothing half-written; with ``overwrite`` the files a
-    previous scene wrote are replaced and any other file in ``out`` is kept. Raises :class:`Monst3rInputError`
-    if ``out`` is a file or a link, or a non-empty folder and not ``overwrite``.
+    Written through :func:`monst3r.result_folder.result_folder` (the project's one write policy): assembled in a
+    temporary sibling and swapped in at the end, so an error leaves nothing half-written; with ``overwrite`` the
+    files a previous scene wrote are replaced and any other file in ``out`` is kept. Raises
+    :class:`Monst3rInputError` if ``out`` is a file or a link, or a non-empty folder and not ``overwrite``.
     """
     from PIL import Image
 
