@@ -2,6 +2,8 @@
 #   when root), run the whole test suite: the same tests as CI (.ci/run = `CI=true make test`). Only the golden
 #   tests can skip, when ../shared/golden is absent (CI turns that into a failure). `make test ALLOW_SKIP=1` does not
 #   require chromium (its browser tests then skip).
+# `make test-fast`: the same environment, only the tests not marked `slow` (pytest -m "not slow": a few minutes;
+#   no chromium needed, the browser tests are slow ones). Markers: pyproject.toml, tests/conftest.py.
 # `make demo`: same environment, then run the demo on the embedded synthetic sequence.
 PYTHON ?= python3.11
 VENV := .venv
@@ -10,7 +12,7 @@ STAMP := $(VENV)/.installed
 # the one sam2 pin (requirements-optional.txt): pure Python (no CUDA extension), built against the installed torch
 SAM2_REQ := $(shell grep -E '^sam2' requirements-optional.txt)
 
-.PHONY: test demo venv bench clean test-prereqs
+.PHONY: test test-fast demo venv bench clean test-prereqs
 
 venv: $(STAMP)
 
@@ -28,6 +30,9 @@ else
 test: $(STAMP) test-prereqs
 	$(PY) -m pytest -q tests
 endif
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
 
 # system packages pip cannot install: Debian's chromium for the browser tests (viewer, GUI). Installed here when
 # missing and possible (root with apt-get, as on CI); otherwise stop before the long run and say what to do.

@@ -1,8 +1,15 @@
-"""Shared pytest fixtures: location of the golden data produced by the original implementation.
+"""Shared pytest fixtures: location of the golden data produced by the original implementation; test markers.
 
 Golden data live in ``../shared/golden`` (relative to the repository root) unless ``MONST3R_GOLDEN`` points
 elsewhere. When the folder is absent, golden tests skip with a clear reason; when the ``CI`` environment variable
-is set, absence is a failure instead.
+is set, absence is a failure instead. Tests (and fixtures) reach the golden data only through the ``golden``
+fixture, so that the ``golden`` marker can be given here (:func:`pytest_collection_modifyitems`).
+
+Markers (registered in pyproject.toml, ``--strict-markers``): ``golden`` (reads the golden data: given
+automatically to every test that uses the ``golden`` fixture, directly or through another fixture), ``dist``
+(several processes: torchrun / gloo), ``browser`` (Playwright + chromium), ``slow`` (the long tests: subprocess
+demo runs, torchrun, golden optimizer runs, browser, ...; marked in the test files). ``pytest -m "not slow"``
+(``make test-fast``) is the developer's quick answer; ``make test`` runs everything.
 """
 import os
 from pathlib import Path
@@ -27,7 +34,7 @@ def require_golden(*parts: str) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def golden():
     """``golden('model', 'forward.npz')`` -> Path, skipping/failing when absent."""
     return require_golden
@@ -53,3 +60,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that uses the ``golden`` fixture (directly or through other fixtures) gets the ``golden`` mark."""
+    for item in items:
+        if "golden" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.golden)

@@ -12,13 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
-    from monst3r.datasets.synthetic import SceneConfig, SyntheticScene
-    import PIL.Image
+    from synthetic_fixtures import write_frames
 
-    out = tmp_path_factory.mktemp("frames")
-    scene = SyntheticScene(SceneConfig(width=128, height=96, num_frames=5, seed=1))
-    for i, f in enumerate(scene.frames()):
-        PIL.Image.fromarray(f.rgb).save(out / f"{i:05d}.png")
+    out = write_frames(tmp_path_factory.mktemp("frames"), num_frames=5)
     return out
 
 
@@ -28,6 +24,7 @@ def _demo(*args, env=None):
                           env=e, timeout=600, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_demo_writes_the_original_result_folder(frames, tmp_path, golden):
     weights = golden("model", "tiny_linear", "tiny_linear.pth")
     r = _demo("--input", frames, "--output_dir", tmp_path, "--seq_name", "seq", "--weights", weights,
@@ -51,6 +48,7 @@ def test_demo_writes_the_original_result_folder(frames, tmp_path, golden):
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary leftovers
 
 
+@pytest.mark.slow
 def test_demo_real_time(frames, tmp_path, golden):
     weights = golden("model", "tiny_linear", "tiny_linear.pth")
     r = _demo("--input", frames, "--output_dir", tmp_path, "--seq_name", "rt", "--weights", weights,
@@ -106,6 +104,7 @@ def _run_ok(*args):
     return r
 
 
+@pytest.mark.slow
 def test_demo_on_a_video_file(frames, tmp_path, golden):
     import cv2
 
@@ -120,6 +119,7 @@ def test_demo_on_a_video_file(frames, tmp_path, golden):
     assert len(list((tmp_path / "vid").glob("frame_*.npy"))) == 4
 
 
+@pytest.mark.slow
 def test_demo_on_lady_running_frames_in_place(demo_frames, tmp_path, golden):
     paths = sorted(demo_frames.glob("*.jpg"))[:4]
     _run_ok("--input", *paths, "--output_dir", tmp_path, "--seq_name", "lady", "--weights",
@@ -131,6 +131,7 @@ def test_demo_on_lady_running_frames_in_place(demo_frames, tmp_path, golden):
     assert res.n_frames == 4 and res.rgb.shape == (4, 224, 224, 3)
 
 
+@pytest.mark.slow
 def test_demo_modes_intrinsics_and_exports(frames, tmp_path, golden):
     import trimesh
 
@@ -214,6 +215,8 @@ def test_gui_builds_and_serves_on_loopback():
         app.close()
 
 
+@pytest.mark.slow
+@pytest.mark.dist
 @pytest.mark.parametrize("mode", [[], ["--streaming", "--window_size", "4"]], ids=["batched", "streaming"])
 def test_demo_under_torchrun_shares_pair_inference(frames, tmp_path, golden, mode):
     """``torchrun --nproc_per_node=2 demo.py`` (Gloo on the CPU): the pairs are sharded over the two processes,
@@ -243,6 +246,7 @@ def test_demo_under_torchrun_shares_pair_inference(frames, tmp_path, golden, mod
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
 
 
+@pytest.mark.slow
 def test_demo_two_frames(frames, tmp_path, golden):
     """Two frames: PairViewer result folder; the RAFT-things motion-mask files need weights that are not here,
     so a one-line note instead (monst3r.two_frame is tested with a stand-in flow network)."""

@@ -8,7 +8,7 @@ from monst3r.errors import Monst3rInputError
 from monst3r.datasets.synthetic import SyntheticScene
 from monst3r.eval import depth
 from monst3r.eval.depth import depth_file_names
-from monst3r.eval.synthetic_fixtures import IdealPairModel, write_sintel_fixture
+from synthetic_fixtures import IdealPairModel, write_sintel_fixture
 from test_eval_pose import parse_launch_args, tiny_model
 
 ARGS = ["--eval_image_size", "64", "--device", "cpu", "--silent"]

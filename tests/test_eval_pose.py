@@ -21,7 +21,7 @@ from monst3r.eval.metadata import EVAL_DATASETS, get_dataset, list_sequences
 from monst3r.eval.metrics import average_metric_files, parse_metric_text, pose_metrics
 from monst3r.eval.pose import adapt_scene_graph
 from monst3r.runtime import split_for_rank
-from monst3r.eval.synthetic_fixtures import IdealPairModel, write_sintel_fixture, write_tum_fixture
+from synthetic_fixtures import IdealPairModel, write_sintel_fixture, write_tum_fixture
 from monst3r.eval.trajectory import load_pred_traj, load_traj
 
 REPO = Path(__file__).resolve().parents[1]
@@ -218,6 +218,7 @@ def test_tiny_random_model_completes_with_finite_numbers(data_root, tmp_path, go
     assert depth.shape == (48, 64) and np.isfinite(depth).all()
 
 
+@pytest.mark.slow
 def test_launch_subprocess_with_tiny_model(data_root, tmp_path, golden):
     """``python launch.py --mode=eval_pose`` from the data root (the original's relative data/ paths)."""
     root, _ = data_root
@@ -250,6 +251,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.dist
+@pytest.mark.slow
 def test_torchrun_splits_sequences_across_two_processes(data_root, tmp_path, golden):
     root, _ = data_root
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
@@ -272,7 +275,7 @@ def test_torchrun_splits_sequences_across_two_processes(data_root, tmp_path, gol
 def test_default_flow_loss_with_injected_gt_flow(data_root, tmp_path):
     """The evaluation's default optimizer settings (flow loss 0.01 from 10 % of the iterations, self motion masks)
     with the exact optical flow of the generator in place of RAFT."""
-    from monst3r.eval.synthetic_fixtures import IdealFlowModel
+    from synthetic_fixtures import IdealFlowModel
 
     root, index = data_root
     flow = IdealFlowModel(index)

@@ -11,8 +11,7 @@ from monst3r.errors import Monst3rInputError
 from monst3r.eval import pose, video_depth
 from monst3r.eval.depth_io import read_dpt, read_png_depth, write_dpt, write_png_depth
 from monst3r.eval.metrics import DEPTH_METRIC_KEYS
-from monst3r.eval.synthetic_fixtures import IdealPairModel, write_bonn_fixture, write_sintel_fixture
-from conftest import require_golden
+from synthetic_fixtures import IdealPairModel, write_bonn_fixture, write_sintel_fixture
 from test_eval_pose import FAST, parse_launch_args, tiny_model
 
 SIZE = dict(width=64, height=48)
@@ -28,11 +27,11 @@ def _seqs(z, dataset):
 
 
 @pytest.fixture(scope="module")
-def notebook_tree(tmp_path_factory):
+def notebook_tree(tmp_path_factory, golden):
     """The golden notebook inputs written in the on-disk layouts; Bonn predictions named like pose-eval output."""
     import cv2
 
-    base = require_golden("eval", "depth")
+    base = golden("eval", "depth")
     z = np.load(base / "notebook_inputs.npz")
     ref = json.loads((base / "notebook_results.json").read_text(encoding="utf-8"))
     root = tmp_path_factory.mktemp("notebook")

@@ -24,27 +24,23 @@ def _manifest(golden, name):
 
 
 @pytest.fixture(scope="module")
-def fwd(request):
-    from conftest import require_golden
-
-    return np.load(require_golden("model", "forward.npz"))
+def fwd(golden):
+    return np.load(golden("model", "forward.npz"))
 
 
 @pytest.fixture(scope="module")
-def small_dpt():
-    from conftest import require_golden
-
-    man = json.loads(require_golden("model", "small_dpt_manifest.json").read_text())
-    m = model_from_string(man["model_string"]).eval()
-    m.load_state_dict(golden_state_dict(man))
-    return m
+def small_dpt(golden):
+    return _golden_model(golden, "small_dpt")
 
 
 @pytest.fixture(scope="module")
-def tiny_linear():
-    from conftest import require_golden
+def tiny_linear(golden):
+    return _golden_model(golden, "tiny_linear")
 
-    man = json.loads(require_golden("model", "tiny_linear_manifest.json").read_text())
+
+def _golden_model(golden, name):
+    """The golden test network ``name`` (its manifest's model string) with its deterministic weights, eval mode."""
+    man = _manifest(golden, name)
     m = model_from_string(man["model_string"]).eval()
     m.load_state_dict(golden_state_dict(man))
     return m
@@ -117,6 +113,7 @@ def test_tiny_linear_forward(tiny_linear, fwd, tag):
     check_outputs(*tiny_linear(v1, v2), fwd, f"tiny_linear/{tag}")
 
 
+@pytest.mark.slow
 def test_small_dpt_square_224(small_dpt, fwd, golden):
     imgs = np.load(golden("model", "images.npz"))["img224_u8"]
     x = (torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
@@ -139,6 +136,7 @@ def test_small_dpt_intermediates(small_dpt, fwd):
         np.testing.assert_allclose(d2[layer].numpy(), fwd[f"{key}/dec2_layer{layer}"], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_symmetric_shortcut_equals_full_encoding(small_dpt, fwd):
     v1, v2 = _views(fwd, "small_dpt/L160")
     r_short = small_dpt(v1, v2)
@@ -149,6 +147,7 @@ def test_symmetric_shortcut_equals_full_encoding(small_dpt, fwd):
             torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_natural_portrait_equals_manyar_transposed(small_dpt, fwd):
     """PatchEmbedDust3R on natural-orientation portraits == ManyAR on their transposes, transposed back."""
     natural = model_from_string(
@@ -189,6 +188,7 @@ def test_tiny_linear_pth_and_hub_folder(golden, fwd):
     check_outputs(*m(v1, v2), fwd, "tiny_linear/L160")
 
 
+@pytest.mark.slow
 def test_save_pretrained_roundtrip(small_dpt, golden, tmp_path, fwd):
     small_dpt.save_pretrained(tmp_path / "hf")
     cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
@@ -204,6 +204,7 @@ def test_save_pretrained_roundtrip(small_dpt, golden, tmp_path, fwd):
     check_outputs(*m(v1, v2), fwd, "small_dpt/L160")
 
 
+@pytest.mark.slow
 def test_demo_path_inference_from_pth(small_dpt, golden, fwd, tmp_path):
     """`.pth` (original format) -> load_model -> load_images -> make_pairs -> inference == original."""
     import argparse
@@ -300,6 +301,7 @@ def test_rope_golden(golden):
     np.testing.assert_allclose(out.numpy(), R["out_hd32_mixed"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_encoder_cache_matches_per_pair_encoding(small_dpt, golden):
     from monst3r.image_pairs import make_pairs
     from monst3r.inference import inference
@@ -314,6 +316,7 @@ def test_encoder_cache_matches_per_pair_encoding(small_dpt, golden):
     assert a["view1"]["idx"] == b["view1"]["idx"] and a["view2"]["instance"] == b["view2"]["instance"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["small_dpt", "tiny_linear"])
 def test_bf16_autocast_agrees_with_fp32(name, request, golden):
     """``inference(dtype=torch.bfloat16)``: encoder and decoders under bf16 autocast, heads in fp32. Stated

@@ -374,6 +374,7 @@ def _check_traces(name, net, run):
             assert (fl == 0).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(RUNS))
 def test_run_final_state_and_metrics(G, faithful_runs, name):
     net, loss = faithful_runs[name]

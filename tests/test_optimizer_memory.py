@@ -24,7 +24,7 @@ from torch.utils._pytree import tree_flatten
 from monst3r.cloud_opt import global_aligner
 from monst3r.datasets.synthetic import SyntheticScene
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 DEMO = dict(shared_focal=True, temporal_smoothing_weight=0.01, translation_weight=1.0, flow_loss_weight=0.01,
             flow_loss_start_epoch=0.0, flow_loss_thre=25, use_self_mask=False, sam2_mask_refine=False,

@@ -74,6 +74,7 @@ def glob1(scene1):
     return net, loss
 
 
+@pytest.mark.slow
 def test_recovers_trajectory_focal_depth_and_masks(scene1, glob1):
     """Noise 1 % per pixel, random pair scales, GT flow. Bounds (measured: ATE 2 % of the path, rotation
     0.08 deg, focal 0.01 %, abs-rel 0.3 %, mask IoU 1.0 (seed 1) / 0.70-0.79 (seed 2))."""
@@ -93,6 +94,7 @@ def test_recovers_trajectory_focal_depth_and_masks(scene1, glob1):
     assert rec.meta["mask_source"] == "self" and rec.meta["sam2"] == "off"
 
 
+@pytest.mark.slow
 def test_batched_equals_non_batched(scene1, glob1):
     """Same loss and gradient (non-batched = chunks with gradient accumulation), same optimum."""
     sc, out, flows = scene1
@@ -125,6 +127,7 @@ def test_batched_equals_non_batched(scene1, glob1):
     assert results["chunked"].focals[0] == pytest.approx(results["batched"].focals[0], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_window_wise_close_to_global(scene1, glob1):
     sc, out, flows = scene1
     glob = glob1[0]
@@ -144,6 +147,7 @@ def test_window_wise_close_to_global(scene1, glob1):
     assert len(own.history["loss"]) == 90 and np.isfinite(own.result().focals).all()
 
 
+@pytest.mark.slow
 def test_window_wise_continuation_from_previous_folder(scene1, glob1, tmp_path):
     """Frames 0-5 solved and saved; a second run re-loads frames 3-5 from the folder and adds 6-7."""
     from monst3r import io
@@ -339,6 +343,7 @@ def test_flow_network_wiring_each_pair_once(scene1):
     assert net.flow_valid_mask_i.shape == (E, 1, 48, 64) and net.flow_valid_mask_i.dtype == torch.bool
 
 
+@pytest.mark.slow
 def test_flow_loss_with_ground_truth_flow_lowers_pose_error():
     """Issue 5: with exact flow, the flow loss lowers the trajectory error compared with no flow loss, on most scenes.
 

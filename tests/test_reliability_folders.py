@@ -26,13 +26,9 @@ USER = {"notes.md": "mine", "sub/keep.txt": "keep me"}
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
-    from monst3r.datasets.synthetic import SceneConfig, SyntheticScene
-    import PIL.Image
+    from synthetic_fixtures import write_frames
 
-    out = tmp_path_factory.mktemp("frames")
-    scene = SyntheticScene(SceneConfig(width=128, height=96, num_frames=4, seed=1))
-    for i, f in enumerate(scene.frames()):
-        PIL.Image.fromarray(f.rgb).save(out / f"{i:05d}.png")
+    out = write_frames(tmp_path_factory.mktemp("frames"), num_frames=4)
     return sorted(out.glob("*.png"))
 
 
@@ -145,6 +141,7 @@ def _two_runs(world, capsys, first, second):
     return seq
 
 
+@pytest.mark.slow
 def test_rerun_optimizer_with_exports_then_fewer_frames(world, frames, weights, capsys):
     b = base(weights, world["out"])
     seq = _two_runs(world, capsys, ["--input", *frames, "--export", "ply,colmap", *b], ["--input", *frames[:3], *b])
@@ -161,6 +158,7 @@ def test_rerun_real_time(world, frames, weights, capsys):
     assert "pts3d1_p2.npy" in names and "pts3d1_p3.npy" not in names
 
 
+@pytest.mark.slow
 def test_rerun_window_wise_and_streaming(world, frames, weights, capsys):
     b = base(weights, world["out"])
     seq = _two_runs(world, capsys, ["--input", *frames, "--window_wise", "--window_size", "2", *b],
@@ -213,9 +211,10 @@ def test_rerun_synthetic_scene_cli(world):
     check_world(world)
 
 
+@pytest.mark.slow
 def test_rerun_pose_evaluation_writer(world):
     from monst3r.eval import pose
-    from monst3r.eval.synthetic_fixtures import IdealPairModel, write_sintel_fixture
+    from synthetic_fixtures import IdealPairModel, write_sintel_fixture
     from test_eval_pose import parse_launch_args
 
     root = world["parent"] / "evalset"
@@ -238,6 +237,7 @@ def test_rerun_pose_evaluation_writer(world):
     check_user_files(seq)
 
 
+@pytest.mark.slow
 def test_gui_run_goes_through_the_same_policy(world, frames, weights):
     pytest.importorskip("gradio")
     from monst3r.gui import build_app
@@ -343,6 +343,7 @@ def previous(world, frames, weights, capsys):
     return seq, snapshot, b
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["build", "moved", "swapped"])
 def test_sigkill_during_the_write_then_next_run(world, frames, capsys, previous, stage):
     seq, snapshot, b = previous
@@ -377,6 +378,7 @@ def test_sigkill_during_the_write_then_next_run(world, frames, capsys, previous,
     check_world(world)
 
 
+@pytest.mark.slow
 def test_sigterm_during_the_write_is_like_ctrl_c(world, frames, previous):
     seq, snapshot, b = previous
     flag = world["parent"].parent / "reached"

@@ -228,7 +228,7 @@ def test_launch_eval_pose_every_sequence_failed(tmp_path, capsys, monkeypatch):
     """End to end: every frame of every sequence unreadable -> exit 1 and one ``error:`` line naming them."""
     from pathlib import Path
 
-    from monst3r.eval.synthetic_fixtures import write_tum_fixture
+    from synthetic_fixtures import write_tum_fixture
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
     import launch

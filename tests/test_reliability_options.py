@@ -14,13 +14,9 @@ from monst3r.pipeline import parse_export, parse_intrinsics
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
-    from monst3r.datasets.synthetic import SceneConfig, SyntheticScene
-    import PIL.Image
+    from synthetic_fixtures import write_frames
 
-    out = tmp_path_factory.mktemp("frames")
-    scene = SyntheticScene(SceneConfig(width=128, height=96, num_frames=3, seed=1))
-    for i, f in enumerate(scene.frames()):
-        PIL.Image.fromarray(f.rgb).save(out / f"{i:05d}.png")
+    out = write_frames(tmp_path_factory.mktemp("frames"), num_frames=3)
     return out
 
 

@@ -75,6 +75,7 @@ def test_refinement_runs_through_the_real_predictor(predictor, as_tensor, caplog
     assert torch.equal(union, masks | sam2_masks)
 
 
+@pytest.mark.slow
 def test_two_pass_refine_is_deterministic_and_matches_a_loaded_checkpoint(predictor, tmp_path):
     """sam2's checkpoint format (``{"model": state_dict}``) loads strictly through the adapter's build, and the
     loaded predictor gives exactly the same masks as the in-memory one."""

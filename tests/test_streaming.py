@@ -98,6 +98,7 @@ def test_streaming_equals_chained_continuation():
                                                      for v in views]))
 
 
+@pytest.mark.slow
 def test_streaming_recovers_the_trajectory_as_the_window_mode_does():
     sc, views = scene_views(16)
     errs = {}
@@ -126,6 +127,7 @@ def _peak_bytes(n, window_wise_mode=False):
     return mem.peak_bytes
 
 
+@pytest.mark.slow
 def test_streaming_memory_does_not_grow_with_frame_count():
     small, large = _peak_bytes(12), _peak_bytes(30)
     assert small > 1e6
@@ -135,22 +137,22 @@ def test_streaming_memory_does_not_grow_with_frame_count():
 
 
 @pytest.fixture(scope="module")
-def tiny_nets():
+def tiny_nets(golden):
     import json
 
-    from conftest import require_golden
     from golden_weights import golden_state_dict
     from monst3r.model import model_from_string
     from test_flow import small_config
     from third_party.raft import SEARAFT
 
-    man = json.loads(require_golden("model", "tiny_linear_manifest.json").read_text())
+    man = json.loads(golden("model", "tiny_linear_manifest.json").read_text())
     model = model_from_string(man["model_string"]).eval()
     model.load_state_dict(golden_state_dict(man))
     torch.manual_seed(0)
     return model, SEARAFT(small_config()).eval()
 
 
+@pytest.mark.slow
 def test_pair_cache_reuses_predictions_and_flows_of_the_overlap(tiny_nets):
     from monst3r.cloud_opt import global_aligner
     from monst3r.image_pairs import make_pairs
@@ -186,6 +188,7 @@ def test_pair_cache_reuses_predictions_and_flows_of_the_overlap(tiny_nets):
     assert cache.preds and min(min(k) for k in cache.preds) >= 3
 
 
+@pytest.mark.slow
 def test_streaming_with_the_network_and_flow(tiny_nets):
     model, flow = tiny_nets
     sc, views = scene_views(9, W=160, H=128)  # SEA-RAFT needs >= 121 px

@@ -25,10 +25,8 @@ VIEW_KEYS = {"img", "depthmap", "camera_pose", "camera_intrinsics", "dataset", "
 
 # ============================================================================================== golden TartanAir
 @pytest.fixture(scope="module")
-def tartanair_root(tmp_path_factory):
-    from conftest import require_golden
-
-    src = np.load(require_golden("train", "dataset_tartanair_source.npz"))
+def tartanair_root(tmp_path_factory, golden):
+    src = np.load(golden("train", "dataset_tartanair_source.npz"))
     root = tmp_path_factory.mktemp("tartanair")
     for seq, lo, hi in (("P000", 0, 12), ("P001", 12, 22)):
         d = root / "envA" / "Hard" / seq
@@ -42,11 +40,9 @@ def tartanair_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def golden_datasets():
-    from conftest import require_golden
-
-    spec = json.loads(require_golden("train", "datasets.json").read_text())
-    items = np.load(require_golden("train", "dataset_items.npz"))
+def golden_datasets(golden):
+    spec = json.loads(golden("train", "datasets.json").read_text())
+    items = np.load(golden("train", "dataset_items.npz"))
     return spec, {k: items[k] for k in items.files}
 
 

@@ -14,11 +14,9 @@ CASES = ["basic", "even_valid_count", "empty_view2"]
 
 
 @pytest.fixture(scope="module")
-def golden_losses(request):
-    from conftest import require_golden
-
-    spec = json.loads(require_golden("train", "losses.json").read_text())
-    arrays = np.load(require_golden("train", "losses_inputs_outputs.npz"))
+def golden_losses(golden):
+    spec = json.loads(golden("train", "losses.json").read_text())
+    arrays = np.load(golden("train", "losses_inputs_outputs.npz"))
     return spec, {k: arrays[k] for k in arrays.files}
 
 

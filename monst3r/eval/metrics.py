@@ -45,6 +45,7 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from monst3r.eval.depth_alignment import LAD2_EARLY_STOP, clip, fit_scale_shift  # noqa: F401
 from monst3r.eval.trajectory import c2w_to_tum_rows
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,59 @@ def _row_problem(rows: np.ndarray, timestamps: np.ndarray) -> Optional[str]:
     return None
 
 
+def _stamps(timestamps: Optional[ArrayLike], n: int) -> np.ndarray:
+    """``[n]`` float64 timestamps: the given ones flattened, default ``0..n-1``."""
+    if timestamps is None:
+        return np.arange(n, dtype=np.float64)
+    return np.asarray(timestamps, dtype=np.float64).reshape(-1)
+
+
+def _pose_inputs(pred_rows: ArrayLike, gt_rows: ArrayLike, pred_timestamps: Optional[ArrayLike],
+                 gt_timestamps: Optional[ArrayLike]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[str]]:
+    """Checked inputs of :func:`pose_metrics`: rows ``[M, 7]`` / ``[N, 7]``, timestamps ``[M]`` / ``[N]``, and the
+    problem that makes the metrics NaN (None when usable). Raises ValueError on caller mistakes."""
+    pred_rows, gt_rows = _tum_rows(pred_rows, "pred_rows"), _tum_rows(gt_rows, "gt_rows")
+    pred_ts, gt_ts = _stamps(pred_timestamps, len(pred_rows)), _stamps(gt_timestamps, len(gt_rows))
+    if len(pred_ts) != len(pred_rows) or len(gt_ts) != len(gt_rows):
+        raise ValueError("timestamps and poses differ in length")
+    problem = None
+    if len(pred_rows) == 0 or len(gt_rows) == 0:
+        problem = "empty trajectory"
+    else:
+        for name, rows, ts in (("estimate", pred_rows, pred_ts), ("GT", gt_rows, gt_ts)):
+            problem = _row_problem(rows, ts)
+            if problem:
+                problem = f"{problem} ({name})"
+                break
+    return pred_rows, gt_rows, pred_ts, gt_ts, problem
+
+
+def _evo_stats(traj_ref, traj_est) -> tuple[dict, Optional[tuple[np.ndarray, np.ndarray, float]]]:
+    """evo's APE (translation, Sim(3)-aligned) and all-pairs RPE (rotation in degrees, translation) of two
+    associated ``PoseTrajectory3D``: ``({'ape'|'rpe_rot'|'rpe_trans': stats}, (R [3,3], t [3], s) or None)``.
+    Raises evo's GeometryException / LinAlgError on degenerate trajectories."""
+    from evo import main_ape, main_rpe
+    from evo.core import metrics as evo_metrics
+
+    common = dict(align=True, correct_scale=True)
+    rpe_kw = dict(delta=1, delta_unit=evo_metrics.Unit.frames, all_pairs=True, **common)
+    ape = main_ape.ape(traj_ref, traj_est, pose_relation=evo_metrics.PoseRelation.translation_part, **common)
+    alignment = ape.np_arrays.get("alignment_transformation_sim3")
+    rpe_rot = main_rpe.rpe(traj_ref, traj_est, pose_relation=evo_metrics.PoseRelation.rotation_angle_deg,
+                           **rpe_kw)
+    rpe_trans = main_rpe.rpe(traj_ref, traj_est, pose_relation=evo_metrics.PoseRelation.translation_part,
+                             **rpe_kw)
+    sim3 = None
+    if alignment is not None:
+        a = np.asarray(alignment)
+        scale = float(np.cbrt(np.linalg.det(a[:3, :3])))
+        sim3 = (a[:3, :3] / scale, a[:3, 3].copy(), scale)
+    stats = {key: {k: float(v) for k, v in res.stats.items()}
+             for key, res in (("ape", ape), ("rpe_rot", rpe_rot), ("rpe_trans", rpe_trans))}
+    return stats, sim3
+
+
 def pose_metrics(pred_rows: ArrayLike, gt_rows: ArrayLike, pred_timestamps: Optional[ArrayLike] = None,
                  gt_timestamps: Optional[ArrayLike] = None, *, seq: Optional[str] = None,
                  max_diff: float = ASSOCIATION_MAX_DIFF) -> PoseMetrics:
@@ -178,25 +232,13 @@ def pose_metrics(pred_rows: ArrayLike, gt_rows: ArrayLike, pred_timestamps: Opti
     Raises:
         ValueError: rows that are not ``[N, 7]``, or timestamps of another length (caller mistakes).
     """
-    from evo import main_ape, main_rpe
-    from evo.core import metrics as evo_metrics
     from evo.core import sync
     from evo.core.geometry import GeometryException
     from evo.core.trajectory import PoseTrajectory3D
 
-    pred_rows, gt_rows = _tum_rows(pred_rows, "pred_rows"), _tum_rows(gt_rows, "gt_rows")
-    pred_ts = (np.arange(len(pred_rows), dtype=np.float64) if pred_timestamps is None
-               else np.asarray(pred_timestamps, dtype=np.float64).reshape(-1))
-    gt_ts = (np.arange(len(gt_rows), dtype=np.float64) if gt_timestamps is None
-             else np.asarray(gt_timestamps, dtype=np.float64).reshape(-1))
-    if len(pred_ts) != len(pred_rows) or len(gt_ts) != len(gt_rows):
-        raise ValueError("timestamps and poses differ in length")
-    if len(pred_rows) == 0 or len(gt_rows) == 0:
-        return _degenerate("empty trajectory", 0, seq)
-    for name, rows, ts in (("estimate", pred_rows, pred_ts), ("GT", gt_rows, gt_ts)):
-        problem = _row_problem(rows, ts)
-        if problem:
-            return _degenerate(f"{problem} ({name})", 0, seq)
+    pred_rows, gt_rows, pred_ts, gt_ts, problem = _pose_inputs(pred_rows, gt_rows, pred_timestamps, gt_timestamps)
+    if problem:
+        return _degenerate(problem, 0, seq)
 
     if len(pred_rows) == len(gt_rows):
         pred_ts = gt_ts.copy()  # index-wise correspondence, as the original does
@@ -219,25 +261,10 @@ def pose_metrics(pred_rows: ArrayLike, gt_rows: ArrayLike, pred_timestamps: Opti
         if problem:
             return _degenerate(f"{problem} ({name})", n, seq)
 
-    common = dict(align=True, correct_scale=True)
-    rpe_kw = dict(delta=1, delta_unit=evo_metrics.Unit.frames, all_pairs=True, **common)
     try:
-        ape = main_ape.ape(traj_ref, traj_est, pose_relation=evo_metrics.PoseRelation.translation_part, **common)
-        alignment = ape.np_arrays.get("alignment_transformation_sim3")
-        rpe_rot = main_rpe.rpe(traj_ref, traj_est, pose_relation=evo_metrics.PoseRelation.rotation_angle_deg,
-                               **rpe_kw)
-        rpe_trans = main_rpe.rpe(traj_ref, traj_est, pose_relation=evo_metrics.PoseRelation.translation_part,
-                                 **rpe_kw)
+        stats, sim3 = _evo_stats(traj_ref, traj_est)
     except (GeometryException, np.linalg.LinAlgError) as exc:
         return _degenerate(f"{type(exc).__name__}: {exc}", n, seq)
-
-    sim3 = None
-    if alignment is not None:
-        a = np.asarray(alignment)
-        scale = float(np.cbrt(np.linalg.det(a[:3, :3])))
-        sim3 = (a[:3, :3] / scale, a[:3, 3].copy(), scale)
-    stats = {key: {k: float(v) for k, v in res.stats.items()}
-             for key, res in (("ape", ape), ("rpe_rot", rpe_rot), ("rpe_trans", rpe_trans))}
     return PoseMetrics(ate=stats["ape"]["rmse"], rpe_trans=stats["rpe_trans"]["rmse"],
                        rpe_rot_deg=stats["rpe_rot"]["rmse"], n_matched=n, stats=stats, alignment=sim3)
 
@@ -331,9 +358,6 @@ DEPTH_PROTOCOLS: dict[str, dict[str, Any]] = {
     "nyu": dict(max_depth=None, lr=1e-3),  # median scaling (lr is unused there)
 }
 
-LAD2_EARLY_STOP = 1e-6
-
-
 class DepthEvalResult(NamedTuple):
     """Return value of :func:`depth_evaluation` (unpacks like the original's tuple).
 
@@ -353,39 +377,17 @@ def _as_tensor(x: ArrayLike, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x)).to(device)
 
 
-def _lad2_fit(p: torch.Tensor, g: torch.Tensor, lr: float, max_iters: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The original's L1 scale-and-shift refinement: Adam on ``sum|s p + t - g|`` from the median scale.
-
-    Deliberately reproduced as is: with lr 1e-4 and at most 1000 steps it moves s and t by at most ~0.1, so it
-    is "median scale + a small L1 refinement", not a converged least-absolute-deviation fit. Parameters live
-    in p's dtype; the loop stops after the step whose (pre-step) loss differs by < 1e-6 from the previous one.
-    """
-    s0 = torch.median(g) / torch.median(p)
-    with torch.enable_grad():
-        s = torch.tensor(s0.item(), dtype=p.dtype, device=p.device, requires_grad=True)
-        t = torch.tensor(0.0, dtype=p.dtype, device=p.device, requires_grad=True)
-        optimizer = torch.optim.Adam([s, t], lr=lr)
-        prev = None
-        for _ in range(max_iters):
-            optimizer.zero_grad()
-            loss = torch.sum(torch.abs(s * p + t - g))
-            loss.backward()
-            optimizer.step()
-            value = loss.item()
-            if prev is not None and abs(value - prev) < LAD2_EARLY_STOP:
-                break
-            prev = value
-    return s.detach(), t.detach()
+def _valid_gt_mask(gt: torch.Tensor, max_depth: Optional[float]) -> torch.Tensor:
+    """Bool mask (gt's shape) of the usable GT pixels: positive, finite and below ``max_depth`` (no cap if None)."""
+    mask = (gt > 0) & torch.isfinite(gt)
+    if max_depth is not None:
+        mask = mask & (gt < max_depth)
+    return mask
 
 
-def _lad_scipy_fit(p: torch.Tensor, g: torch.Tensor) -> tuple[float, float]:
-    """SciPy BFGS on ``sum|s p + t - g|`` from ``(median(g)/median(p), 0)`` (original ``align_with_lad``)."""
-    from scipy.optimize import minimize
-
-    s0 = (torch.median(g) / torch.median(p)).item()
-    pn, gn = p.cpu().numpy(), g.cpu().numpy()
-    res = minimize(lambda x: np.sum(np.abs(x[0] * pn + x[1] - gn)), np.array([s0, 0.0]))
-    return float(res.x[0]), float(res.x[1])
+def _gt_valid(mask: torch.Tensor, gt: torch.Tensor) -> np.ndarray:
+    """The GT (its shape) with the pixels outside ``mask`` set to 0, as a NumPy array."""
+    return torch.where(mask, gt, torch.zeros((), dtype=gt.dtype, device=gt.device)).cpu().numpy()
 
 
 def depth_evaluation(pred: ArrayLike, gt: ArrayLike, max_depth: Optional[float] = 80,
@@ -425,47 +427,25 @@ def depth_evaluation(pred: ArrayLike, gt: ArrayLike, max_depth: Optional[float] 
     if pred_t.shape != gt_t.shape:
         raise ValueError(f"prediction {tuple(pred_t.shape)} and GT {tuple(gt_t.shape)} differ in shape")
     shape = gt_t.shape
-    mask = (gt_t > 0) & torch.isfinite(gt_t)
-    if max_depth is not None:
-        mask = mask & (gt_t < max_depth)
+    mask = _valid_gt_mask(gt_t, max_depth)
     p, g = pred_t[mask], gt_t[mask]
     n_bad = int((~torch.isfinite(p)).sum())
     if n_bad:
         warnings.warn(f"depth_evaluation: {n_bad} of {p.numel()} valid pixels of the prediction are NaN/inf; "
                       "metrics set to NaN", RuntimeWarning, stacklevel=2)
         nan = torch.full(shape, float("nan"), dtype=pred_t.dtype, device=device)
-        gt_valid = torch.where(mask, gt_t, torch.zeros((), dtype=gt_t.dtype, device=device))
         return DepthEvalResult(_nan_metrics(p.numel()), nan.cpu().numpy(), pred_t.cpu().numpy(),
-                               gt_valid.cpu().numpy())
-    if pre_clip_min is not None:
-        p = torch.clamp(p, min=pre_clip_min)
-    if pre_clip_max is not None:
-        p = torch.clamp(p, max=pre_clip_max)
+                               _gt_valid(mask, gt_t))
+    p = clip(p, pre_clip_min, pre_clip_max)
     g_depth = g
     if disp_input:
         g = 1 / (g + 1e-8)
 
-    scale: Union[torch.Tensor, float] = 1.0
-    shift: Union[torch.Tensor, float] = 0.0
-    if p.numel() > 0 and not align_with_lstsq and not bool(torch.isfinite(torch.median(g) / torch.median(p))):
-        scale = float("nan")  # median(pred) = 0 (e.g. all-zero prediction): every scale-based fit is undefined
-    elif p.numel() > 0:
-        if align_with_lstsq:
-            pn = p.cpu().numpy()
-            a = np.stack([pn, np.ones_like(pn)], axis=-1)
-            scale, shift = (float(v) for v in np.linalg.lstsq(a, g.cpu().numpy(), rcond=None)[0])
-        elif align_with_lad:
-            scale, shift = _lad_scipy_fit(p, g)
-        elif align_with_lad2:
-            scale, shift = _lad2_fit(p, g, lr, max_iters)
-        elif align_with_scale:
-            s = g.mean() / p.mean()
-            for _ in range(10):
-                w = 1 / (torch.abs(s * p - g) + 1e-8)
-                s = torch.sum(w * p * g) / torch.sum(w * p ** 2)
-            scale = torch.clamp(s, min=1e-3)
-        else:
-            scale = torch.median(g) / torch.median(p)
+    if align_with_lstsq:
+        mode = "lstsq"
+    else:
+        mode = "lad" if align_with_lad else "lad2" if align_with_lad2 else "scale" if align_with_scale else "median"
+    scale, shift = fit_scale_shift(p, g, mode, lr, max_iters)
     finite_fit = all(bool(torch.isfinite(torch.as_tensor(v)).all()) for v in (scale, shift))
     p = p * scale + shift
     pred_aligned = pred_t * scale + shift
@@ -473,10 +453,7 @@ def depth_evaluation(pred: ArrayLike, gt: ArrayLike, max_depth: Optional[float] 
         g = g_depth
         p = torch.where(p > 0, 1 / p, torch.zeros_like(p))
         pred_aligned = torch.where(pred_aligned > 0, 1 / pred_aligned, torch.zeros_like(pred_aligned))
-    if post_clip_min is not None:
-        p = torch.clamp(p, min=post_clip_min)
-    if post_clip_max is not None:
-        p = torch.clamp(p, max=post_clip_max)
+    p = clip(p, post_clip_min, post_clip_max)
     if custom_mask is not None:
         keep = _as_tensor(custom_mask, device).reshape(shape).bool()[mask]
         p, g = p[keep], g[keep]
@@ -490,8 +467,7 @@ def depth_evaluation(pred: ArrayLike, gt: ArrayLike, max_depth: Optional[float] 
         metrics = _depth_metrics(p, g)
     zero = torch.zeros((), dtype=pred_aligned.dtype, device=device)
     error_map = torch.where(mask, torch.abs(pred_aligned - gt_t) / gt_t, zero)
-    gt_valid = torch.where(mask, gt_t, torch.zeros((), dtype=gt_t.dtype, device=device))
-    return DepthEvalResult(metrics, error_map.cpu().numpy(), pred_aligned.cpu().numpy(), gt_valid.cpu().numpy())
+    return DepthEvalResult(metrics, error_map.cpu().numpy(), pred_aligned.cpu().numpy(), _gt_valid(mask, gt_t))
 
 
 def _nan_metrics(n_valid: int) -> dict[str, float]:

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
-from scipy.spatial.transform import Rotation
+
+from monst3r.trajectory_io import c2w_to_rows, rows_to_c2w
 
 PathLike = Union[str, os.PathLike]
 
@@ -62,20 +63,12 @@ def c2w_to_tum_rows(c2w: np.ndarray) -> np.ndarray:
         ``scipy.Rotation.from_matrix(R).as_quat()`` reordered to w-first; its sign is NOT canonicalised
         (same as the original ``c2w_to_tumpose``).
     """
-    c2w = np.asarray(c2w.detach().cpu() if hasattr(c2w, "detach") else c2w, dtype=np.float64)
-    if c2w.ndim == 2:
-        c2w = c2w[None]
-    xyzw = Rotation.from_matrix(c2w[:, :3, :3]).as_quat()
-    return np.concatenate([c2w[:, :3, 3], xyzw[:, 3:4], xyzw[:, :3]], axis=1)
+    return c2w_to_rows(c2w, canonical=False)
 
 
 def tum_rows_to_c2w(rows: np.ndarray) -> np.ndarray:
     """TUM rows ``[N, 7]`` (``x y z qw qx qy qz``) -> ``[N, 4, 4]`` float64 camera-to-world matrices."""
-    rows = np.asarray(rows, dtype=np.float64).reshape(-1, 7)
-    out = np.tile(np.eye(4), (len(rows), 1, 1))
-    out[:, :3, :3] = Rotation.from_quat(rows[:, [4, 5, 6, 3]]).as_matrix()
-    out[:, :3, 3] = rows[:, :3]
-    return out
+    return rows_to_c2w(rows)
 
 
 def save_pred_traj(path: PathLike, rows: np.ndarray, timestamps: Optional[np.ndarray] = None) -> None:

@@ -1,305 +1,19 @@
-"""Procedural dynamic scenes with exact ground truth (no rendering engine: vectorised NumPy ray casting).
-
-A scene is a closed, textured room (6 inward-facing planes) with a few static textured boxes, 1..N independently
-moving rigid textured objects (spheres and oriented boxes; translation + rotation), and a smooth camera
-trajectory (rotation + translation; ``static_camera=True`` gives a near-static camera with millimetre jitter).
-Everything is a deterministic function of the seed. Textures are fractal colour-noise tiles (spectral
-synthesis, detail at every scale) with a smooth checker, attached to each object's own frame, mip-mapped and
-sampled trilinearly from the pixel footprint (band-limited, no aliasing at any resolution), so that optical flow
-and matching work (OpenCV's DIS flow recovers the ground truth to ~0.1 px). Mild Lambertian shading from a fixed
-world light.
-
-Conventions (as in the rest of the project):
-
-* poses are camera-to-world 4x4 matrices, OpenCV camera axes (x right, y down, z forward); the world has y
-  pointing down as well (floor at ``y > 0``);
-* pinhole intrinsics ``K = [[f, 0, W/2], [0, f, H/2], [0, 0, 1]]``; pixel ``(u, v)`` = integer (column, row) at
-  the pixel centre; the ray of a pixel is ``((u - cx)/f, (v - cy)/f, 1)`` in the camera frame, so the ray
-  parameter of a hit is its depth;
-* depth = camera-frame z; every pixel is valid (the room is closed);
-* time = frame index; objects move continuously in time.
-
-Per frame (:meth:`SyntheticScene.frame`): RGB ``uint8 [H,W,3]``, depth ``float32 [H,W]``, c2w pose
-``float64 [4,4]``, intrinsics ``float64 [3,3]``, dynamic mask ``bool [H,W]`` (pixels showing a moving object),
-surface ids ``int16 [H,W]``.
-Per ordered pair (:meth:`SyntheticScene.flow`): optical flow ``float32 [H,W,2]`` (u, v in pixels) from frame i to
-frame j with camera AND object motion, and a validity mask ``bool [H,W]`` (the surface point is in front of
-camera j, projects inside the image, faces camera j and is the surface seen at the nearest pixel of frame j, i.e.
-not occluded). :meth:`SyntheticScene.rigid_flow` is the flow that camera motion alone would cause.
-Ideal network output for a pair (:meth:`SyntheticScene.ideal_pair`): frame i's pointmap and frame j's pointmap,
-both in camera i's frame (what a perfect MonST3R outputs as ``pred1['pts3d']`` and
-``pred2['pts3d_in_other_view']``), with optional multiplicative depth noise, scale and confidence maps;
-:meth:`SyntheticScene.ideal_inference` batches these into the dict ``inference()`` returns.
-
-Command line (the demo's embedded default input)::
-
-    python -m monst3r.datasets.synthetic --out DIR --frames N --size WxH --seed S [--overwrite] [--static-camera]
-
-writes into ``DIR`` (built in a temporary sibling folder, renamed at the end; nothing half-written on error):
-
-=========================== ==========================================================================
-``00000.png`` ...           RGB frames (8-bit PNG, ``%05d`` numbering from 0)
-``gt_traj.txt``             camera-to-world poses, standard TUM: ``timestamp tx ty tz qx qy qz qw`` (w-last,
-                            one ``#`` header line, timestamp = frame index)
-``poses.npy``               ``float64 [N,4,4]`` camera-to-world (OpenCV axes)
-``intrinsics.npy``          ``float64 [N,3,3]``
-``depth/00000.npy`` ...     ``float32 [H,W]`` depth (camera z, scene units ~ metres; all pixels valid)
-``dynamic_masks/00000.png`` 8-bit 0/255 PNG, 255 = moving object (same names as the frames, so the folder can
-                            serve as ``dynamic_mask_root``)
-``meta.json``               generator parameters (seed, size, frames, static_camera, num_objects, fov_deg,
-                            format version) and the list of files
-=========================== ==========================================================================
-
-Bad input (unparsable/out-of-range size, zero frames, negative seed, an existing non-empty output folder
-without ``--overwrite``) raises :class:`monst3r.errors.Monst3rInputError`; the command prints it as one line and
-exits with status 2.
-"""
+"""The ray-cast dynamic scene of :mod:`monst3r.datasets.synthetic` (conventions in the package docstring):
+frames ``(RGB [H,W,3], depth [H,W], c2w [4,4], K [3,3], dynamic mask [H,W])``, exact optical flow ``[H,W,2]`` and
+ideal network outputs for pairs."""
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import os
-import re
-import sys
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
-import scipy.fft
 
+from monst3r.datasets.synthetic.config import SceneConfig
+from monst3r.datasets.synthetic.textures import Primitive, Texture, look_at, rotation
 from monst3r.errors import Monst3rInputError
 
-logger = logging.getLogger(__name__)
-
-__all__ = [
-    "SceneConfig",
-    "Frame",
-    "SyntheticScene",
-    "parse_size",
-    "window_pairs",
-    "write_scene",
-    "main",
-]
-
-MIN_SIZE = (64, 48)
-MAX_SIDE = 512
-#: Longest scene the generator writes (a frame takes ~0.1 s; far more frames only means a run that never ends).
-MAX_FRAMES = 10_000
-FORMAT_VERSION = 1
 _EPS_T = 1e-6
 _LIGHT = np.array([-0.3, -1.0, -0.45]) / np.linalg.norm([-0.3, -1.0, -0.45])  # towards the light (y up = -y)
-
-
-# --------------------------------------------------------------------------------------------- configuration
-
-
-@dataclass(frozen=True)
-class SceneConfig:
-    """Scene parameters. Everything else (layout, motion, textures) is drawn from ``seed``.
-
-    Attributes:
-        width, height: image size in pixels (64x48 .. 512 per side).
-        num_frames: number of frames (>= 1).
-        seed: non-negative integer seed.
-        static_camera: near-static camera (millimetre / sub-degree smooth jitter) instead of a moving one.
-        num_objects: number of moving rigid objects (0..8).
-        fov_deg: horizontal field of view; focal length ``f = W / 2 / tan(fov/2)`` (square pixels).
-    """
-
-    width: int = 512
-    height: int = 288
-    num_frames: int = 65
-    seed: int = 0
-    static_camera: bool = False
-    num_objects: int = 3
-    fov_deg: float = 60.0
-
-    def validate(self) -> None:
-        """Raise :class:`Monst3rInputError` on unusable values."""
-        for name in ("width", "height", "num_frames", "seed", "num_objects"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise Monst3rInputError(f"{name} must be an integer, got {value!r}")
-        if not (MIN_SIZE[0] <= self.width <= MAX_SIDE and MIN_SIZE[1] <= self.height <= MAX_SIDE):
-            raise Monst3rInputError(
-                f"image size {self.width}x{self.height} is out of range: use a width in {MIN_SIZE[0]}..{MAX_SIDE} "
-                f"and a height in {MIN_SIZE[1]}..{MAX_SIDE} (e.g. 512x288)")
-        if not 1 <= self.num_frames <= MAX_FRAMES:
-            raise Monst3rInputError(f"the number of frames must be between 1 and {MAX_FRAMES}, got {self.num_frames}")
-        if self.seed < 0:
-            raise Monst3rInputError(f"the seed must be a non-negative integer, got {self.seed}")
-        if not 0 <= self.num_objects <= 8:
-            raise Monst3rInputError(f"num_objects must be in 0..8, got {self.num_objects}")
-        if not 10.0 <= float(self.fov_deg) <= 120.0:
-            raise Monst3rInputError(f"fov_deg must be in 10..120 degrees, got {self.fov_deg}")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``'512x288'`` -> ``(512, 288)`` (width, height); raises :class:`Monst3rInputError` otherwise."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
-    if not match:
-        raise Monst3rInputError(f"unknown size {text!r}: write it as WIDTHxHEIGHT, e.g. 512x288")
-    width, height = int(match.group(1)), int(match.group(2))
-    SceneConfig(width=width, height=height, num_frames=1).validate()
-    return width, height
-
-
-def window_pairs(num_frames: int, window: int) -> list[tuple[int, int]]:
-    """All ordered pairs ``(i, j)`` with ``1 <= |i - j| <= window`` (both directions), sorted."""
-    return [(i, j) for i in range(num_frames) for j in range(max(0, i - window), min(num_frames, i + window + 1))
-            if i != j]
-
-
-# --------------------------------------------------------------------------------------------- geometry helpers
-
-
-def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
-    """Rodrigues: ``[3,3]`` rotation of ``angle`` radians about the unit ``axis``."""
-    x, y, z = axis / np.linalg.norm(axis)
-    k = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
-
-
-def _look_at(position: np.ndarray, target: np.ndarray, roll: float) -> np.ndarray:
-    """c2w rotation (OpenCV axes) looking from ``position`` at ``target`` with world +y as 'down', then roll."""
-    fwd = target - position
-    fwd = fwd / np.linalg.norm(fwd)
-    right = np.cross(np.array([0.0, 1.0, 0.0]), fwd)
-    right /= np.linalg.norm(right)
-    down = np.cross(fwd, right)
-    rot = np.stack([right, down, fwd], axis=1)
-    return rot @ _rotation(np.array([0.0, 0.0, 1.0]), roll)
-
-
-class _Texture:
-    """Periodic colour texture tile with mipmaps, sampled triplanarly in object coordinates.
-
-    The tile (``TEXELS`` x ``TEXELS`` RGB covering ``tile`` scene units) is fractal colour noise made by spectral
-    synthesis (white noise shaped by a ``1/f^0.8`` amplitude spectrum, so every scale from the tile size down to
-    two texels carries detail) plus a smooth checker. Lookups are trilinear in a mip pyramid chosen from the
-    pixel footprint, so textures stay band-limited (no aliasing, stable under motion) at any resolution.
-    A point with normal ``n`` samples the planes orthogonal to the axes weighted by ``|n_a|^4`` (one plane for
-    the faces of boxes and of the room, a seamless blend on spheres); each (axis, side) uses its own offset into
-    the tile so that different faces look different.
-    """
-
-    TEXELS = 512
-
-    def __init__(self, rng: np.random.Generator, base_color: np.ndarray, tile: float = 4.0,
-                 face_tints: Optional[np.ndarray] = None):
-        size = self.TEXELS
-        white = rng.standard_normal((3, size, size)).astype(np.float32)
-        fy = np.fft.fftfreq(size)[:, None] * size
-        fx = np.fft.rfftfreq(size)[None, :] * size
-        radius = np.sqrt(fx ** 2 + fy ** 2)
-        shaping = np.where(radius >= 1, np.maximum(radius, 1) ** -0.8, 0.0)
-        noise = scipy.fft.irfft2(scipy.fft.rfft2(white) * shaping.astype(np.float32), s=(size, size))
-        noise = np.moveaxis(noise / (noise.std() + 1e-12), 0, -1)  # [S,S,3], unit std
-        lum = noise.mean(axis=-1, keepdims=True)
-        squares = int(rng.choice([4, 6, 8]))  # checker squares per tile (periodic)
-        coords = (np.arange(size) + 0.5) / size * np.pi * squares
-        checker = np.clip(5.0 * np.sin(coords)[:, None] * np.sin(coords)[None, :], -1, 1)[..., None]
-        rgb = (base_color[None, None] * (1.0 + 0.45 * lum) + 0.12 * (noise - lum)
-               + rng.uniform(0.08, 0.16) * checker)
-        levels = [np.clip(rgb, 0, 1).astype(np.float32)]
-        while levels[-1].shape[0] > 1:
-            x = levels[-1]
-            levels.append(0.25 * (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2]))
-        self.num_levels = len(levels)
-        self.flat = np.concatenate([lv.reshape(-1, 3) for lv in levels])  # all mip levels, [sum S_l^2, 3]
-        self.level_size = np.array([lv.shape[0] for lv in levels], dtype=np.int64)
-        self.level_offset = np.concatenate([[0], np.cumsum(self.level_size ** 2)[:-1]]).astype(np.int64)
-        self.texel = tile / size  # scene units per texel at level 0
-        self.offsets = rng.uniform(0, tile, (3, 2, 2)).astype(np.float32)  # [axis, side, uv]
-        self.face_tints = (np.ones((6, 3), dtype=np.float32) if face_tints is None
-                           else face_tints.astype(np.float32))
-
-    def _bilinear(self, level: int, texels: np.ndarray) -> np.ndarray:
-        """Periodic bilinear lookup in mip ``level``; ``texels [M,2]`` in level-0 texels -> ``[M,3]``."""
-        size = int(self.level_size[level])
-        table = self.flat[self.level_offset[level]:self.level_offset[level] + size * size]
-        q = texels * np.float32(0.5 ** level) - np.float32(0.5)
-        base = np.floor(q)
-        w = q - base
-        c0 = base.astype(np.int64) & (size - 1)  # sizes are powers of two: modulo = bitwise and
-        c1 = (c0 + 1) & (size - 1)
-        r0, r1 = c0[:, 1] * size, c1[:, 1] * size
-        wx, wy = w[:, 0:1], w[:, 1:2]
-        texel = lambda rows: np.take(table, rows, axis=0)  # noqa: E731  (much faster than fancy indexing)
-        return ((1 - wy) * ((1 - wx) * texel(r0 + c0[:, 0]) + wx * texel(r0 + c1[:, 0]))
-                + wy * ((1 - wx) * texel(r1 + c0[:, 0]) + wx * texel(r1 + c1[:, 0])))
-
-    def _sample(self, uv: np.ndarray, footprint: np.ndarray) -> np.ndarray:
-        """Trilinear mip-mapped lookup: ``uv [M,2]`` scene units, ``footprint [M]`` scene units per pixel."""
-        lod = np.clip(np.log2(np.maximum(footprint / self.texel, 1e-6)), 0, self.num_levels - 1.001)
-        low = lod.astype(np.int64)
-        frac = (lod - low).astype(np.float32)[:, None]
-        texels = (uv / self.texel).astype(np.float32)
-        out = np.empty((len(uv), 3), dtype=np.float32)
-        levels = np.unique(low)
-        if len(levels) == 1:  # the common case for small objects: no grouping needed
-            level = int(levels[0])
-            return (1 - frac) * self._bilinear(level, texels) + frac * self._bilinear(level + 1, texels)
-        for level in levels:
-            idx = np.flatnonzero(low == level)
-            t, f = np.take(texels, idx, axis=0), np.take(frac, idx, axis=0)
-            out[idx] = (1 - f) * self._bilinear(int(level), t) + f * self._bilinear(int(level) + 1, t)
-        return out
-
-    def planar(self, points: np.ndarray, face: np.ndarray, footprint: np.ndarray) -> np.ndarray:
-        """Colour ``[M,3]`` of points on axis-aligned faces (object frame); ``face [M]`` = 2 * axis + side."""
-        uv = np.take_along_axis(points, np.take(_UV_AXES, face // 2, axis=0), axis=1)
-        uv += np.take(self.offsets.reshape(6, 2), face, axis=0)  # offsets[axis, side] with face = 2 * axis + side
-        return np.clip(self._sample(uv, footprint) * np.take(self.face_tints, face, axis=0), 0.0, 1.0)
-
-    def triplanar(self, points: np.ndarray, normals: np.ndarray, footprint: np.ndarray) -> np.ndarray:
-        """Colour ``[M,3]`` at object-frame ``points [M,3]`` with unit ``normals [M,3]`` (seamless blend)."""
-        weights = normals.astype(np.float32) ** 4
-        weights /= weights.sum(axis=1, keepdims=True)
-        out = np.zeros((len(points), 3), dtype=np.float32)
-        for axis in range(3):
-            face = 2 * axis + (normals[:, axis] < 0)
-            out += weights[:, axis:axis + 1] * self.planar(points, face, footprint)
-        return out
-
-
-_UV_AXES = np.array([[1, 2], [0, 2], [0, 1]])  # in-plane coordinates of a face orthogonal to axis 0 / 1 / 2
-
-
-@dataclass
-class _Primitive:
-    """One textured rigid primitive. ``kind``: 'room' (inside of a box), 'box' or 'sphere'."""
-
-    kind: str
-    size: np.ndarray  # room: [2,3] (lo, hi); box: half extents [3]; sphere: [1] radius
-    center: np.ndarray  # [3] at t = 0
-    rot0: np.ndarray  # [3,3] at t = 0
-    texture: _Texture
-    dynamic: bool = False
-    amp: np.ndarray = field(default_factory=lambda: np.zeros(3))  # centre(t) = center + amp * sin(omega t + phase)
-    omega: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    phase: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    spin_axis: np.ndarray = field(default_factory=lambda: np.array([0.0, 1.0, 0.0]))
-    spin_speed: float = 0.0  # rad per frame
-
-    def pose(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """Object-to-world ``(R [3,3], c [3])`` at time ``t``."""
-        if not self.dynamic:
-            return self.rot0, self.center
-        centre = self.center + self.amp * np.sin(self.omega * t + self.phase)
-        return _rotation(self.spin_axis, self.spin_speed * t) @ self.rot0, centre
-
-    def motion(self, t_from: float, t_to: float) -> np.ndarray:
-        """4x4 world transform moving this object's points from time ``t_from`` to ``t_to``."""
-        r0, c0 = self.pose(t_from)
-        r1, c1 = self.pose(t_to)
-        out = np.eye(4)
-        out[:3, :3] = r1 @ r0.T
-        out[:3, 3] = c1 - out[:3, :3] @ c0
-        return out
 
 
 @dataclass
@@ -359,28 +73,28 @@ class SyntheticScene:
         sat, val = rng.uniform(0.35, 0.75), rng.uniform(0.45, 0.7)
         return val * (1 - sat * (0.5 + 0.5 * np.cos(2 * np.pi * k)))
 
-    def _build_scene(self, rng: np.random.Generator, num_objects: int) -> list[_Primitive]:
+    def _build_scene(self, rng: np.random.Generator, num_objects: int) -> list[Primitive]:
         half_w = rng.uniform(3.3, 4.2)
         lo = np.array([-half_w, -2.3, -3.2])
         hi = np.array([half_w, 1.5, rng.uniform(6.5, 8.0)])
         tints = rng.uniform(0.7, 1.15, (6, 3))
-        prims = [_Primitive("room", np.stack([lo, hi]), np.zeros(3), np.eye(3),
-                            _Texture(rng, self._palette(rng), tile=4.0, face_tints=tints))]
+        prims = [Primitive("room", np.stack([lo, hi]), np.zeros(3), np.eye(3),
+                            Texture(rng, self._palette(rng), tile=4.0, face_tints=tints))]
         for k in range(3):  # static boxes standing on the floor, left / right / back
             half = rng.uniform([0.3, 0.4, 0.3], [0.7, 1.1, 0.7])
             side = (-1, 1, rng.choice([-1, 1]))[k]
             x = side * rng.uniform(1.7, half_w - half[0] - 0.1) if k < 2 else side * rng.uniform(0.0, 1.0)
             z = rng.uniform(3.6, 5.5) if k < 2 else hi[2] - half[2] - rng.uniform(0.1, 0.6)
             centre = np.array([x, hi[1] - half[1], z])
-            rot = _rotation(np.array([0.0, 1.0, 0.0]), rng.uniform(-0.6, 0.6))
-            prims.append(_Primitive("box", half, centre, rot, _Texture(rng, self._palette(rng), tile=3.0)))
+            rot = rotation(np.array([0.0, 1.0, 0.0]), rng.uniform(-0.6, 0.6))
+            prims.append(Primitive("box", half, centre, rot, Texture(rng, self._palette(rng), tile=3.0)))
         for k in range(num_objects):
             kind = "sphere" if k % 2 == 0 else "box"
             size = np.array([rng.uniform(0.3, 0.5)]) if kind == "sphere" else rng.uniform(0.2, 0.42, 3)
             centre = np.array([rng.uniform(-1.3, 1.3), rng.uniform(-0.5, 0.4), rng.uniform(2.4, 4.0)])
             axis = rng.normal(size=3)
-            prims.append(_Primitive(
-                kind, size, centre, _rotation(axis, rng.uniform(0, np.pi)), _Texture(rng, self._palette(rng), tile=2.0),
+            prims.append(Primitive(
+                kind, size, centre, rotation(axis, rng.uniform(0, np.pi)), Texture(rng, self._palette(rng), tile=2.0),
                 dynamic=True,
                 amp=rng.uniform([0.3, 0.05, 0.2], [0.8, 0.25, 0.6]) * rng.choice([-1, 1], 3),
                 omega=rng.uniform(0.04, 0.09, 3), phase=rng.uniform(0, 2 * np.pi, 3),
@@ -404,7 +118,7 @@ class SyntheticScene:
         rolls = amp_roll * np.sin(om_r * t[:, 0] + ph_r)
         poses = np.tile(np.eye(4), (n, 1, 1))
         for k in range(n):
-            poses[k, :3, :3] = _look_at(positions[k], targets[k], rolls[k])
+            poses[k, :3, :3] = look_at(positions[k], targets[k], rolls[k])
             poses[k, :3, 3] = positions[k]
         return poses
 
@@ -719,112 +433,3 @@ class SyntheticScene:
             "pred2": {"conf": stack("conf2"), "pts3d_in_other_view": stack("pts3d_in_other_view")},
             "loss": None,
         }
-
-
-# --------------------------------------------------------------------------------------------- writing
-
-
-def _scene_legacy():
-    from monst3r.io import _Legacy
-
-    # what a scene folder written before manifests existed holds (the layout of the module docstring)
-    return _Legacy(files=(r"\d{5}\.png", r"poses\.npy", r"intrinsics\.npy", r"gt_traj\.txt", r"meta\.json"),
-                   dirs={"depth": [r"\d{5}\.npy"], "dynamic_masks": [r"\d{5}\.png"]},
-                   signature=("meta.json", "gt_traj.txt"))
-
-
-def write_scene(scene: SyntheticScene, out: Union[str, os.PathLike], overwrite: bool = False) -> Path:
-    """Write frames and ground truth into ``out`` (layout in the module docstring).
-
-    Written through :func:`monst3r.io.result_folder` (the project's one write policy): assembled in a temporary
-    sibling and swapped in at the end, so an error leaves nothing half-written; with ``overwrite`` the files a
-    previous scene wrote are replaced and any other file in ``out`` is kept. Raises :class:`Monst3rInputError`
-    if ``out`` is a file or a link, or a non-empty folder and not ``overwrite``.
-    """
-    from PIL import Image
-
-    from monst3r.eval.trajectory import write_tum
-    from monst3r.io import result_folder
-
-    out = Path(out).expanduser()
-    if out.is_symlink():
-        raise Monst3rInputError(f"output path {out} is a symbolic link: results are never written through links; "
-                                "choose another --out")
-    if out.exists() and not out.is_dir():
-        raise Monst3rInputError(f"output path {out} exists and is not a folder: choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise Monst3rInputError(f"output folder {out} exists and is not empty: pass --overwrite or choose another")
-    with result_folder(out, legacy=_scene_legacy(), writer="monst3r.datasets.synthetic", flag="--out") as tmp:
-        (tmp / "depth").mkdir()
-        (tmp / "dynamic_masks").mkdir()
-        files = []
-        for i in range(scene.num_frames):
-            f = scene.frame(i)
-            name = f"{i:05d}"
-            Image.fromarray(f.rgb).save(tmp / f"{name}.png")
-            np.save(tmp / "depth" / f"{name}.npy", f.depth)
-            Image.fromarray(f.dynamic_mask.astype(np.uint8) * 255).save(tmp / "dynamic_masks" / f"{name}.png")
-            files.append(f"{name}.png")
-        np.save(tmp / "poses.npy", scene.poses)
-        np.save(tmp / "intrinsics.npy", scene.intrinsics)
-        write_tum(tmp / "gt_traj.txt", scene.poses, np.arange(scene.num_frames, dtype=np.float64))
-        meta = {"format_version": FORMAT_VERSION, "generator": "monst3r.datasets.synthetic",
-                **asdict(scene.config), "frames": files,
-                "conventions": "c2w poses, OpenCV axes (x right, y down, z forward); depth = camera z; "
-                               "principal point (W/2, H/2); pixel centres at integer coordinates"}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    return out
-
-
-# --------------------------------------------------------------------------------------------- command line
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    from monst3r.utils.cli_errors import OneLineArgumentParser
-
-    parser = OneLineArgumentParser(
-        prog="python -m monst3r.datasets.synthetic",
-        description="Generate a synthetic dynamic scene (RGB frames + exact ground truth).")
-    parser.add_argument("--out", required=True, help="output folder (must be absent or empty unless --overwrite)")
-    # numbers are parsed by _to_int so that bad values give the one-line Monst3rInputError, not argparse usage
-    parser.add_argument("--frames", default="65", help="number of frames (default 65)")
-    parser.add_argument("--size", default="512x288", help="WIDTHxHEIGHT, 64x48 .. 512 per side (default 512x288)")
-    parser.add_argument("--seed", default="0", help="non-negative seed (default 0)")
-    parser.add_argument("--objects", default="3", help="number of moving objects, 0..8 (default 3)")
-    parser.add_argument("--static-camera", action="store_true", help="near-static camera (mm jitter)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    return parser
-
-
-def _to_int(flag: str, text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise Monst3rInputError(f"{flag} must be an integer, got {text!r}") from None
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command-line entry point; returns the exit status (0 ok, 2 bad input)."""
-    args = _build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        width, height = parse_size(args.size)
-        config = SceneConfig(width=width, height=height, num_frames=_to_int("--frames", args.frames),
-                             seed=_to_int("--seed", args.seed), static_camera=args.static_camera,
-                             num_objects=_to_int("--objects", args.objects))
-        start = time.perf_counter()
-        out = write_scene(SyntheticScene(config), args.out, overwrite=args.overwrite)
-    except Monst3rInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # unwritable --out (permissions, read-only or missing parent, full disk)
-        print(f"error: cannot write the scene to {args.out}: {exc.strerror or exc}; choose another --out",
-              file=sys.stderr)
-        return 2
-    logger.info("wrote %d frames (%dx%d, seed %d) to %s in %.1f s", config.num_frames, width, height, config.seed,
-                out, time.perf_counter() - start)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Evaluation data sets in the original on-disk layouts, made from synthetic scenes, and an ideal network.
 
-Used by the tests (and handy for smoke runs): the whole evaluation pipeline runs on them exactly as on the real
+Test-only (moved out of the library, issue #15): the whole evaluation pipeline runs on them exactly as on the real
 data, and with :class:`IdealPairModel` the network is perfect, so what is measured is the pipeline itself.
 
 * :func:`write_sintel_fixture`: ``data/sintel/training/{final,camdata_left,depth,dynamic_label_perfect}/<seq>/``
@@ -134,6 +134,16 @@ class IdealFlowModel(nn.Module):
                 raise ValueError("IdealFlowModel: the two images belong to different scenes")
             flows.append(torch.from_numpy(scene.flow(i, j)[0]).permute(2, 0, 1))
         return None, torch.stack(flows).to(img1.device)
+
+
+def write_frames(out: Path, num_frames: int, seed: int = 1, width: int = 128, height: int = 96) -> Path:
+    """The RGB frames of a synthetic scene as ``out/00000.png ...`` (demo input); returns ``out``."""
+    import PIL.Image
+
+    scene = SyntheticScene(SceneConfig(width=width, height=height, num_frames=num_frames, seed=seed))
+    for i, f in enumerate(scene.frames()):
+        PIL.Image.fromarray(f.rgb).save(out / f"{i:05d}.png")
+    return out
 
 
 def _scene(config: Union[SceneConfig, dict]) -> SyntheticScene:
