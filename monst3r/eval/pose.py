@@ -56,6 +56,8 @@ from monst3r.eval.metrics import metric_file_text, parse_metric_text, pose_metri
 from monst3r.eval.entry import build_eval_model
 from monst3r.eval.trajectory import load_traj
 from monst3r.reconstruct import DivergedError, load_flow_network, reconstruct
+from monst3r.runtime import all_gather, finish_distributed, init_distributed, rank_world, resolve_eval_device, \
+    seed_everything, split_for_rank, unwrap
 
 log = logging.getLogger(__name__)
 
