@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import torch
 
-from monst3r.cloud_opt.init_im_poses import estimate_focal_knowing_depth, pnp_many
+from monst3r.cloud_opt.init_im_poses import estimate_focal_knowing_depth, pnp_poses
 from monst3r.errors import Monst3rInputError
 from monst3r.result import Reconstruction
 from monst3r.utils.geometry import rigid_inverse
@@ -74,13 +74,9 @@ def feed_forward_reconstruction(output: dict, ref_idx: int | None = None, min_co
     others = [k for k in frames if k != r]
     jobs = [dict(pts3d=pts[k], focal=focal, msk=confs[k] > min_conf_thr, device=dev, niter_PnP=niter_PnP)
             for k in others]
-    c2w = {r: torch.eye(4, device=dev)}
-    for k, res in zip(others, pnp_many(jobs)):
-        if res is None:
-            log.warning("PnP failed for frame %d; its pose is set to the reference pose", k)
-            c2w[k] = torch.eye(4, device=dev)
-        else:
-            c2w[k] = res[1]
+    c2w = {r: torch.eye(4, device=dev),
+           **dict(zip(others, pnp_poses(jobs, others, dev, "PnP failed for frame %d; its pose is set to the "
+                                        "reference pose", level=logging.WARNING)))}
     depths = []
     for k in frames:
         w2c = rigid_inverse(c2w[k])

@@ -167,6 +167,21 @@ def pnp_many(jobs: Sequence[dict], max_workers: int | None = None) -> list:
         return list(ex.map(lambda j: fast_pnp(**j), jobs))
 
 
+def pnp_poses(jobs: Sequence[dict], frames: Sequence[int], device, failure: str | None = None,
+              level: int = logging.DEBUG) -> list[torch.Tensor]:
+    """c2w ``[4, 4]`` of each job by :func:`pnp_many`, the identity where PnP fails; ``failure`` (formatted with
+    the frame index) is logged at ``level`` for each failure."""
+    poses = []
+    for k, res in zip(frames, pnp_many(jobs)):
+        if res is None:
+            if failure:
+                log.log(level, failure, k)
+            poses.append(torch.eye(4, device=device))
+        else:
+            poses.append(res[1])
+    return poses
+
+
 # ----------------------------------------------------------------------------------------------------------
 # poses
 # ----------------------------------------------------------------------------------------------------------
@@ -286,12 +301,9 @@ def _complete_focals_and_poses(pts3d, im_poses, im_focals, edge_scores, pred_i, 
     missing = [k for k in range(len(pts3d)) if im_poses[k] is None]
     jobs = [dict(pts3d=pts3d[k], focal=im_focals[k], msk=im_conf[k] > min_conf_thr, device=device,
                  niter_PnP=niter_PnP) for k in missing]
-    for k, res in zip(missing, pnp_many(jobs)):
-        if res is None:
-            log.debug("PnP failed for image %d during MST init; using identity", k)
-            im_poses[k] = torch.eye(4, device=device)
-        else:
-            im_poses[k] = res[1]
+    for k, c2w in zip(missing, pnp_poses(jobs, missing, device, "PnP failed for image %d during MST init; "
+                                                                   "using identity")):
+        im_poses[k] = c2w
     return torch.stack([p.float() for p in im_poses])
 
 
@@ -441,8 +453,4 @@ def poses_of_new_frames(pts3d: list, new: list[int], focals: torch.Tensor, pps: 
     the frames ``new``."""
     jobs = [dict(pts3d=pts3d[k], focal=float(focals[k]), msk=im_conf[k] > min_conf_thr, device=device, pp=pps[k],
                  niter_PnP=niter_PnP) for k in new]
-    out = []
-    for k, res in zip(new, pnp_many(jobs)):
-        c2w = torch.eye(4, device=device) if res is None else res[1]
-        out.append((k, c2w, geotrf(inv(c2w), pts3d[k])[..., 2]))
-    return out
+    return [(k, c2w, geotrf(inv(c2w), pts3d[k])[..., 2]) for k, c2w in zip(new, pnp_poses(jobs, new, device))]

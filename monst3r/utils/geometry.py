@@ -11,7 +11,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation
+
+from monst3r.trajectory_io import c2w_to_rows, rows_to_c2w
 
 Array = torch.Tensor | np.ndarray
 
@@ -197,21 +198,15 @@ def signed_expm1_smooth(x: torch.Tensor) -> torch.Tensor:
 # quaternions / TUM
 # ----------------------------------------------------------------------------------------------------------
 def c2w_to_tumpose(c2w: np.ndarray | torch.Tensor) -> np.ndarray:
-    """(x, y, z, qw, qx, qy, qz) float64 from a c2w ``[4, 4]`` (scipy quaternion, sign not canonicalised)."""
-    if isinstance(c2w, torch.Tensor):
-        c2w = c2w.detach().cpu().numpy()
-    c2w = np.asarray(c2w, dtype=np.float64)
-    xyzw = Rotation.from_matrix(c2w[:3, :3]).as_quat()
-    return np.concatenate([c2w[:3, 3], xyzw[[3, 0, 1, 2]]])
+    """(x, y, z, qw, qx, qy, qz) float64 from a c2w ``[4, 4]`` (scipy quaternion, sign not canonicalised);
+    one pose of :func:`monst3r.trajectory_io.c2w_to_rows`."""
+    return c2w_to_rows(c2w)[0]
 
 
 def tum_to_pose_matrix(tum: Sequence[float] | np.ndarray) -> np.ndarray:
-    """c2w ``[4, 4]`` float64 from a TUM 7-vector (x, y, z, qw, qx, qy, qz); q and -q give the same matrix."""
-    tum = np.asarray(tum, dtype=np.float64)
-    out = np.eye(4)
-    out[:3, :3] = Rotation.from_quat(tum[[4, 5, 6, 3]]).as_matrix()
-    out[:3, 3] = tum[:3]
-    return out
+    """c2w ``[4, 4]`` float64 from a TUM 7-vector (x, y, z, qw, qx, qy, qz); q and -q give the same matrix;
+    one pose of :func:`monst3r.trajectory_io.rows_to_c2w`."""
+    return rows_to_c2w(tum)[0]
 
 
 def to_numpy(x):
