@@ -258,6 +258,40 @@ def read_result_poses(folder) -> np.ndarray:
     return poses
 
 
+def _read_npy(path: Path) -> np.ndarray:
+    """A numeric ``.npy`` as float32 (never unpickled); anything else is a one-line error naming the file."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+        if not np.issubdtype(arr.dtype, np.number):
+            raise ValueError(f"dtype {arr.dtype}")
+    except (OSError, ValueError, EOFError) as exc:
+        raise Monst3rInputError(f"{path}: not a numeric .npy array ({' '.join(str(exc).split())[:200]}); "
+                                "re-run demo.py to rewrite it") from None
+    return arr.astype(np.float32)
+
+
+def _read_table(path: Path, width: int) -> np.ndarray:
+    """Rows of ``width`` numbers (float64 ``[N, width]``); anything else is a one-line error naming the file."""
+    import warnings
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy's "input contained no data": reported below instead
+            rows = np.loadtxt(path, ndmin=2, dtype=np.float64)
+    except (OSError, ValueError) as exc:
+        raise Monst3rInputError(f"{path}: not a table of numbers ({' '.join(str(exc).split())[:200]})") from None
+    if rows.size == 0 or rows.shape[1] != width:
+        raise Monst3rInputError(f"{path}: expected {width} numbers per line, got "
+                                f"{rows.shape[1] if rows.size else 'no data'}")
+    return rows
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    im = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if im is None:
+        raise Monst3rInputError(f"cannot read mask image {path}")
+    return im > 0
+
+
 def load_result(folder) -> Reconstruction:
     """Read a result folder written by :func:`save_result` or by the original MonST3R."""
     folder = Path(folder)
@@ -267,14 +301,14 @@ def load_result(folder) -> Reconstruction:
     if len(depth_files) < n:
         raise Monst3rInputError(f"{folder}: {n} poses but {len(depth_files)} depth maps (frame_*.npy)")
     depth_files = dict(list(depth_files.items())[:n])
-    depths = [np.load(p).astype(np.float32) for p in depth_files.values()]
+    depths = [_read_npy(p) for p in depth_files.values()]
     rgb_files = _indexed(folder, r"frame_(\d+)\.png")
     rgb = [_read_rgb(p) for p in list(rgb_files.values())[:n]] if len(rgb_files) >= n else \
         [np.zeros((*d.shape, 3), np.float32) for d in depths]
     if (folder / INTRINSICS_FILE).is_file():
-        K = np.loadtxt(folder / INTRINSICS_FILE, ndmin=2, dtype=np.float64).reshape(-1, 3, 3)[:n]
+        K = _read_table(folder / INTRINSICS_FILE, 9).reshape(-1, 3, 3)[:n]
     elif (folder / FOCAL_FILE).is_file():
-        f = np.loadtxt(folder / FOCAL_FILE, ndmin=1, dtype=np.float64)[:n]
+        f = _read_table(folder / FOCAL_FILE, 1).reshape(-1)[:n]
         K = np.zeros((n, 3, 3))
         K[:, 0, 0] = K[:, 1, 1] = f
         K[:, 0, 2] = [d.shape[1] / 2 for d in depths]
@@ -288,7 +322,7 @@ def load_result(folder) -> Reconstruction:
         if len(files) < n:
             return None
         with np.errstate(over="ignore"):
-            return [np.exp(np.load(p).astype(np.float32)) for p in list(files.values())[:n]]
+            return [np.exp(_read_npy(p)) for p in list(files.values())[:n]]
     confs = read_conf(r"conf_(\d+)\.npy")
     init_confs = read_conf(r"init_conf_(\d+)\.npy")
     meta = {}
@@ -303,11 +337,11 @@ def load_result(folder) -> Reconstruction:
         missing.append("init_conf")
     mask_files = _indexed(folder, r"dynamic_mask_(\d+)\.png")
     if len(mask_files) >= n:
-        masks = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 0 for p in list(mask_files.values())[:n]]
+        masks = [_read_mask(p) for p in list(mask_files.values())[:n]]
     else:
         enl = _indexed(folder, r"enlarged_dynamic_mask_(\d+)\.png")
         if len(enl) >= n:
-            masks = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 0 for p in list(enl.values())[:n]]
+            masks = [_read_mask(p) for p in list(enl.values())[:n]]
         else:
             masks = [np.zeros(d.shape, bool) for d in depths]
             missing.append("dynamic_mask")

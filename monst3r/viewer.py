@@ -162,41 +162,13 @@ def load_any(folder) -> Reconstruction:
             res = load_result(folder)
     except Monst3rInputError as exc:
         raise Monst3rInputError(f"{_one_line(exc)}; {_HINT}") from None
-    except Exception as exc:  # a malformed file makes numpy/scipy/PIL raise their own errors: one line instead
-        culprit = _unreadable_file(folder)
-        where = f"{culprit[0]}: {culprit[1]}" if culprit else f"{type(exc).__name__}: {_one_line(exc)}"
-        raise Monst3rInputError(f"cannot read the result folder {folder}: {where} (re-run demo.py to rewrite "
-                                f"it)") from None
+    except Exception as exc:  # load_result names the bad file itself; anything else still becomes one line
+        raise Monst3rInputError(f"cannot read the result folder {folder}: {type(exc).__name__}: "
+                                f"{_one_line(exc)} (re-run demo.py to rewrite it)") from None
     for text in dict.fromkeys(_one_line(w.message) for w in caught):  # each distinct one once
         logger.warning("warning: %s", text)
     check_result(res, folder)
     return res
-
-
-def _unreadable_file(folder: Path) -> Optional[Tuple[str, str]]:
-    """``(file name, what is wrong)`` of the first result file in ``folder`` that cannot be parsed (text files
-    as numbers, ``.npy`` headers as numeric arrays), or None. Only used to explain a failed load."""
-    import warnings
-
-    for name, width in (("pred_traj.txt", 8), ("pred_intrinsics.txt", 9), ("pred_focal.txt", 1)):
-        path = folder / name
-        if path.is_file():
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    rows = np.loadtxt(path, ndmin=2, dtype=np.float64)
-            except Exception as exc:
-                return name, f"not a table of numbers ({_one_line(exc)})"
-            if rows.size % width:
-                return name, f"expected {width} numbers per line, got {rows.shape[1]}"
-    for path in sorted(folder.glob("*.npy")):
-        try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            if not np.issubdtype(arr.dtype, np.number):
-                raise ValueError(f"dtype {arr.dtype}")
-        except Exception as exc:
-            return path.name, f"not a numeric .npy array ({type(exc).__name__}: {_one_line(exc)})"
-    return None
 
 
 def _one_line(exc: BaseException) -> str:
