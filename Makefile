@@ -4,7 +4,7 @@
 #   require chromium (its browser tests then skip).
 # `make test-fast`: the same environment, only the tests not marked `slow` (pytest -m "not slow": a few minutes;
 #   no chromium needed, the browser tests are slow ones). Markers: pyproject.toml, tests/conftest.py.
-# `make demo`: same environment, then run the demo on the embedded synthetic sequence.
+# `make demo`: same environment, then the offline demo (compact model trained here, synthetic sequence; below).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 # the one sam2 pin (requirements-optional.txt): pure Python (no CUDA extension), built against the installed torch
 SAM2_REQ := $(shell grep -E '^sam2' requirements-optional.txt)
 
-.PHONY: test test-fast demo venv bench clean test-prereqs
+.PHONY: test test-fast demo train-small venv bench clean test-prereqs
 
 venv: $(STAMP)
 
@@ -43,15 +43,43 @@ test-prereqs:
 	{ echo "error: the browser tests (viewer, GUI) need Debian's chromium: apt-get install chromium," \
 	       "or run 'make test ALLOW_SKIP=1' to skip them" >&2; exit 2; }
 
-DEMO_INPUT := demo_tmp/synthetic_input
+# `make demo` (offline): the held-out synthetic sequence (seed 0, 24 frames of 224x224, never used in training),
+#   the demo with the compact model trained here (checkpoints/monst3r_synthetic_small.pth, --image_size 224), then
+#   the scores against the sequence's ground truth and the viewer command. The flow loss is on when the SEA-RAFT
+#   weights are in third_party/RAFT/models (bash data/download_ckpt.sh flow), off otherwise.
+# `make demo WEIGHTS=official`: the official MonST3R weights from the Hugging Face hub (needs the network the
+#   first time) on a 512x288 synthetic sequence, at the demo's defaults (--image_size 512).
+WEIGHTS ?= compact
 SEARAFT := third_party/RAFT/models/Tartan-C-T-TSKH-spring540x960-M
+FLOW_OFF = $$(test -f $(SEARAFT).pth || test -f $(SEARAFT).safetensors || echo "--flow_loss_weight 0")
+VIEW_HINT = echo "view it in 4D: $(PY) viser/visualizer_monst3r.py --data"
 
+ifeq ($(WEIGHTS),official)
 demo: $(STAMP)
-	@test -d $(DEMO_INPUT) || $(PY) -m monst3r.datasets.synthetic --out $(DEMO_INPUT) --frames 24 --size 512x288 --seed 0
+	@test -d demo_tmp/synthetic_input_512 || $(PY) -m monst3r.datasets.synthetic --out demo_tmp/synthetic_input_512 \
+		--frames 24 --size 512x288 --seed 0
 	@test -f $(SEARAFT).pth || test -f $(SEARAFT).safetensors || bash data/download_ckpt.sh flow || \
 		echo "note: optical-flow weights unavailable; running without the flow loss"
-	@FLOW=$$(test -f $(SEARAFT).pth || test -f $(SEARAFT).safetensors || echo "--flow_loss_weight 0"); \
-		$(PY) demo.py --input $(DEMO_INPUT) --output_dir demo_tmp --seq_name synthetic $$FLOW $(DEMO_ARGS)
+	$(PY) demo.py --input demo_tmp/synthetic_input_512 --output_dir demo_tmp --seq_name synthetic_official \
+		$(FLOW_OFF) $(DEMO_ARGS)
+	@$(VIEW_HINT) demo_tmp/synthetic_official
+else ifeq ($(WEIGHTS),compact)
+demo: $(STAMP)
+	@$(PY) -m monst3r.eval.synthetic scene --out demo_tmp/synthetic_input --seed 0
+	$(PY) demo.py --input demo_tmp/synthetic_input --output_dir demo_tmp --seq_name synthetic \
+		--weights checkpoints/monst3r_synthetic_small.pth --image_size 224 $(FLOW_OFF) $(DEMO_ARGS)
+	@echo "scores against the ground truth of demo_tmp/synthetic_input:"
+	@$(PY) -m monst3r.eval.synthetic score demo_tmp/synthetic demo_tmp/synthetic_input
+	@$(VIEW_HINT) demo_tmp/synthetic
+else
+demo:
+	@echo "error: WEIGHTS=$(WEIGHTS): use WEIGHTS=compact (default, offline) or WEIGHTS=official" >&2; exit 2
+endif
+
+# `make train-small`: retrain the compact model from scratch (recipes/train_small.sh: scenes, 2-process torchrun
+#   training on the CPU, export to checkpoints/monst3r_synthetic_small.pth; about an hour on 2 cores).
+train-small: $(STAMP)
+	bash recipes/train_small.sh
 
 bench: $(STAMP)
 	$(PY) bench/bench_forward.py --config small --size 160 --batch 2 --device cpu

@@ -24,7 +24,7 @@ from monst3r.model_loading import OFFICIAL_MODEL_STRING
 __all__ = ["EVAL_DATASET_CHOICES", "DEFAULT_MODEL", "MODES", "add_shared_arguments", "add_eval_arguments",
            "build_eval_parser", "eval_defaults"]
 
-EVAL_DATASET_CHOICES = ("davis", "kitti", "bonn", "scannet", "tum", "nyu", "sintel")
+EVAL_DATASET_CHOICES = ("davis", "kitti", "bonn", "scannet", "tum", "nyu", "sintel", "synthetic")
 
 #: The evaluation parser's default ``--model`` (the MonST3R ViT-L / DPT network, whitespace normalised).
 DEFAULT_MODEL = OFFICIAL_MODEL_STRING

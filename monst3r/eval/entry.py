@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 import torch
 
@@ -20,13 +21,23 @@ __all__ = ["build_eval_model", "report_outcome", "exit_status", "run_cli"]
 def build_eval_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
     """``--model`` (parsed safely) initialised from ``--pretrained`` (``ckpt['model']``, a model folder or a
     ``.safetensors`` file; strict unless ``--pretrained_strict 0``); random weights, with a warning, without it."""
-    from monst3r.model import model_from_string
+    from monst3r.model import load_model, model_from_string
+    from monst3r.model_loading import OFFICIAL_MODEL_STRING
 
+    pretrained = getattr(args, "pretrained", None)
+    strict = bool(getattr(args, "pretrained_strict", 1))
+    if (pretrained and strict and " ".join(str(args.model).split()) == OFFICIAL_MODEL_STRING
+            and os.path.isfile(pretrained) and not str(pretrained).endswith(".safetensors")):
+        # --model left at its default: a full checkpoint carries its own constructor string (the compact model's
+        # differs from the default; for the official checkpoint the two build the same network). Ours: the
+        # original always built --model and failed with a size mismatch for any other network.
+        log.info("--model left at its default: building the network stored in %s", pretrained)
+        return load_model(pretrained, device="cpu", verbose=False, for_inference=True).to(device).eval()
     model = model_from_string(args.model, for_inference=True)
-    if getattr(args, "pretrained", None):
+    if pretrained:
         from monst3r.training.checkpoints import load_pretrained
 
-        load_pretrained(model, args.pretrained, strict=bool(getattr(args, "pretrained_strict", 1)))
+        load_pretrained(model, pretrained, strict=strict)
     else:
         log.warning("no --pretrained checkpoint: evaluating a randomly initialised network")
     return model.to(device).eval()

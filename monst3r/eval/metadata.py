@@ -18,15 +18,21 @@ Layouts (evaluation spec §2)::
     davis    data/davis/DAVIS/JPEGImages/480p/<seq>/                 no GT; masks data/davis/DAVIS/masked_images/480p/<seq>
     kitti    data/kitti/depth_selection/val_selection_cropped/image_gathered/<drive>_02/   no GT trajectory
     nyu      data/nyu-v2/val/nyu_images/*.png                       single-frame depth only
+    synthetic data/synthetic_eval/scene<seed>/                       GT <seq>/gt_traj.txt (TUM), <seq>/depth/*.npy
+                                                                     (generated on first use: monst3r.eval.synthetic)
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+from monst3r.datasets.synthetic.collection import EVAL_SEEDS
 from monst3r.errors import Monst3rInputError
+
+log = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 
@@ -89,6 +95,7 @@ class EvalDataset:
             ``--output_dir``).
         seq_prefix: prefix of the sequence folders that is not part of the sequence name (Bonn: ``rgbd_bonn_``),
             stripped when sequences are listed from disk.
+        generated: the data are generated here on first use (the synthetic benchmark), not downloaded.
     """
 
     name: str
@@ -109,6 +116,7 @@ class EvalDataset:
     depth_gt_kind: Optional[str] = None
     video_depth_dir: Optional[str] = None
     seq_prefix: str = ""
+    generated: bool = False
 
     # ------------------------------------------------------------------------------------------ paths
     def _fmt(self, template: str, root: PathLike, seq: str = "") -> str:
@@ -197,10 +205,18 @@ EVAL_DATASETS: dict[str, EvalDataset] = {
         prepare="python data/prepare_eval_nyuv2.py", depth_images="{img_path}/*.png",
         depth_gt="{root}/data/nyu-v2/val/nyu_depths/*.npy", depth_gt_kind="npy",
         video_depth_dir="results/nyuv2_depth"),
+    # held-out procedural sequences (seeds never used in training), generated on first use
+    "synthetic": EvalDataset(
+        name="synthetic", img_path="data/synthetic_eval", frames_dir="{img_path}/{seq}",
+        sequences=tuple(f"scene{s}" for s in EVAL_SEEDS), full_seq=False, traj_format="tum",
+        gt_traj="{img_path}/{seq}/gt_traj.txt", mask_dir="{img_path}/{seq}/dynamic_masks",
+        download="python -m monst3r.eval.synthetic prepare", depth_images="{img_path}/{seq}/*.png",
+        depth_gt="{img_path}/{seq}/depth/*.npy", depth_gt_kind="npy",
+        video_depth_dir="results/synthetic_video_depth", generated=True),
 }
 
 #: Datasets with a pose evaluation (``eval_pose`` on ``nyu`` crashed in the original: single images only).
-POSE_DATASETS = ("sintel", "bonn", "tum", "scannet", "davis", "kitti")
+POSE_DATASETS = ("sintel", "bonn", "tum", "scannet", "davis", "kitti", "synthetic")
 
 
 def get_dataset(name: str) -> EvalDataset:
@@ -224,6 +240,10 @@ def list_sequences(info: EvalDataset, root: PathLike, seq_list: Optional[list[st
     preparation commands), when a requested sequence has no frame folder, or when nothing is found.
     """
     base = info.root_dir(root)
+    if info.generated:
+        from monst3r.eval.synthetic import ensure_eval_sequences
+
+        ensure_eval_sequences(root, log=log.info)
     if not base.is_dir():
         raise Monst3rInputError(f"evaluation data for {info.name!r} not found: {base} does not exist; "
                                 + info.missing_data_hint())

@@ -356,6 +356,7 @@ DEPTH_PROTOCOLS: dict[str, dict[str, Any]] = {
     "bonn": dict(max_depth=70, align_with_lad2=True),
     "kitti": dict(max_depth=None, align_with_lad2=True),
     "nyu": dict(max_depth=None, lr=1e-3),  # median scaling (lr is unused there)
+    "synthetic": dict(max_depth=None),  # ours: one median scale per sequence (exact GT, every pixel valid)
 }
 
 class DepthEvalResult(NamedTuple):

@@ -51,7 +51,7 @@ __all__ = ["ALIGN_MODES", "VideoDepthResult", "depth_kwargs", "collect_sequences
 #: ``--align`` -> :func:`depth_evaluation` flag (``median`` = the default median scaling).
 ALIGN_MODES = {"median": None, "lad2": "align_with_lad2", "lstsq": "align_with_lstsq", "lad": "align_with_lad",
                "scale": "align_with_scale"}
-VIDEO_DATASETS = ("sintel", "bonn", "kitti", "nyu")
+VIDEO_DATASETS = ("sintel", "bonn", "kitti", "nyu", "synthetic")
 _UNSET = object()
 
 
