@@ -20,14 +20,11 @@ import torch.nn as nn
 
 from monst3r.cloud_opt.adam_loop import global_alignment_loop
 from monst3r.cloud_opt.align_flow_kernels import quat_param_to_rotmat_fast, signed_expm1_fn
-from monst3r.cloud_opt.edges import check_edges, edge_str, is_symmetric_edge_set
-from monst3r.cloud_opt.loss_weights import ALL_DISTS, get_conf_trf
-from monst3r.cloud_opt.padded_rows import nonfinite_rows, ravel_pad_stack, stack_rows
-from monst3r.cloud_opt.scene_inputs import (check_user_masks, image_shapes, pair_predictions, parse_edges,
-                                             view_extras)
+from monst3r.cloud_opt.edges import edge_str
+from monst3r.cloud_opt.loss_weights import get_conf_trf, get_dist
+from monst3r.cloud_opt.scene_inputs import ParsedScene, parse_scene
 from monst3r.cloud_opt.scene_init import SceneInit
 from monst3r.cloud_opt.scene_results import SceneResults
-from monst3r.errors import Monst3rInputError
 from monst3r.utils.geometry import intrinsics_from_focal_pp, signed_log1p
 from monst3r.utils.timing import StageTimer
 
@@ -44,7 +41,9 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
     ``rand_pose`` initial pose sampler; ``verbose``: progress bars.
     Additions: ``device`` (everything is built there), ``faithful`` (reproduce the original's documented
     bugs, optimizer.md section 14; default False = corrected behaviour, see each use),
-    ``dynamic_masks`` (``[N, H, W]`` bool, user-supplied moving-object masks that replace the views' masks).
+    ``dynamic_masks`` (``[N, H, W]`` bool, user-supplied moving-object masks that replace the views' masks),
+    ``parsed`` (the views and predictions already parsed by ``scene_inputs.parse_scene`` on ``device``, as
+    ``global_aligner`` does before the flows-and-masks step; they are then not read again).
     """
 
     has_im_poses = False
@@ -53,7 +52,8 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
                  min_conf_thr: float = 3, thr_for_init_conf: bool = False, base_scale: float = 0.5,
                  allow_pw_adaptors: bool = False, pw_break: float = 20, rand_pose=torch.randn,
                  empty_cache: bool = False, verbose: bool = True, faithful: bool = False,
-                 device: str | torch.device | None = None, dynamic_masks=None, **unused: Any):
+                 device: str | torch.device | None = None, dynamic_masks=None, parsed: ParsedScene | None = None,
+                 **unused: Any):
         super().__init__()
         if unused:
             log.debug("ignored global-aligner options: %s", sorted(unused))
@@ -64,9 +64,7 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
         self.min_conf_thr = min_conf_thr
         self.thr_for_init_conf = thr_for_init_conf
         self.conf_trf = get_conf_trf(conf)
-        if dist not in ALL_DISTS:
-            raise ValueError(f"bad dist {dist!r}; use one of {sorted(ALL_DISTS)}")
-        self.dist = ALL_DISTS[dist]
+        self.dist = get_dist(dist)
         self.base_scale = base_scale
         self.pw_break = pw_break
         self.norm_pw_scale = True
@@ -75,7 +73,9 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
         self.history: dict[str, list] = dict(loss=[], flow=[], lr=[])
         self.timings: dict[str, float] = {}
 
-        self._parse(view1, view2, pred1, pred2, dynamic_masks)
+        # the network output, parsed here unless global_aligner already did (before the flows-and-masks step)
+        self._adopt(parsed if parsed is not None else parse_scene(view1, view2, pred1, pred2, dynamic_masks,
+                                                                   self.device))
 
         E = self.n_edges
         self.pw_poses = nn.Parameter(rand_pose((E, 1 + self.POSE_DIM)).float().to(self.device))
@@ -86,46 +86,29 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
     POSE_DIM = 7
 
     # ------------------------------------------------------------------------------------------------------
-    # parsing and validation of the network output
+    # the parsed network output (scene_inputs.parse_scene)
     # ------------------------------------------------------------------------------------------------------
-    def _parse(self, view1, view2, pred1, pred2, dynamic_masks) -> None:
-        """Validate the network output and build the scene's buffers (see the module docstring)."""
-        self.edges, idx1, idx2 = parse_edges(view1, view2, pred1, pred2)
-        E = len(self.edges)
-        self.n_imgs = check_edges(self.edges)
-        if self.n_imgs < 2:
-            raise Monst3rInputError(f"global alignment needs at least 2 images, got {self.n_imgs}")
-        self.is_symmetrized = is_symmetric_edge_set(self.edges)
-        # per-edge views of the inputs (no copies; converted to float32 when stacked)
-        pts_i, pts_j, conf_i, conf_j = pair_predictions(pred1, pred2, E)
-        self.imshapes: list[tuple[int, int]] = image_shapes(self.edges, self.n_imgs, pts_i, pts_j, conf_i, conf_j)
-        self.max_area = max(h * w for h, w in self.imshapes)
-        self.same_size = len(set(self.imshapes)) == 1
-        self._register_pair_buffers(pts_i + pts_j, conf_i + conf_j)
-        del pts_i, pts_j, conf_i, conf_j
-        self._register_view_buffers(view_extras(view1, view2, idx1, idx2, E, self.imshapes), dynamic_masks)
-
-    def _register_pair_buffers(self, pts: list[torch.Tensor], confs: list[torch.Tensor]) -> None:
-        """Stacked predictions ``[2E, 3, maxHW]`` / confidences ``[2E, maxHW]`` (view-1 rows, then view-2 rows), edge
-        indices and areas, the valid-pixel mask and the per-image confidences."""
-        E = self.n_edges
+    def _adopt(self, parsed: ParsedScene) -> None:
+        """Take over the buffers of the parsed network output (no copies; see the module docstring): stacked
+        predictions ``[2E, 3, maxHW]`` / confidences ``[2E, maxHW]`` (view-1 rows, then view-2 rows), edge indices
+        and areas, the valid-pixel mask, per-image confidences, images ``[N, maxHW, 3]``, dynamic masks
+        ``[N, maxHW]`` (user's, views', or none), camera poses and paths."""
+        self.edges = parsed.edges
+        self.n_imgs = parsed.n_imgs
+        self.is_symmetrized = parsed.is_symmetrized
+        self.imshapes: list[tuple[int, int]] = parsed.imshapes
+        self.max_area = A = parsed.max_area
+        self.same_size = parsed.same_size
         dev = self.device
-        ei = [i for i, _ in self.edges]
-        ej = [j for _, j in self.edges]
-        self.register_buffer("_ei", torch.tensor(ei, dtype=torch.long, device=dev), persistent=False)
-        self.register_buffer("_ej", torch.tensor(ej, dtype=torch.long, device=dev), persistent=False)
-        A = self.max_area
-        # channels-first [2E, 3, maxHW] (view-1 predictions of all pairs, then view-2 ones): the layout the fused
-        # loss kernel wants, one call for both views. This buffer and the confidences are the only per-pair copies
-        # of the predictions (every per-edge accessor below is a view); built chunk by chunk on the device.
-        self.register_buffer("_pred_t", stack_rows(pts, A, 3, dev), persistent=False)
-        self.register_buffer("_stacked_conf", stack_rows(confs, A, 0, dev), persistent=False)
-        bad = nonfinite_rows(self._pred_t) | nonfinite_rows(self._stacked_conf)
-        if bool(bad.any()):
-            r = int(torch.nonzero(bad.view(2, E).T.reshape(-1))[0])  # first pair, view 1 before view 2
-            raise Monst3rInputError(f"{('pred1', 'pred2')[r % 2]} of pair {r // 2} contains NaN or inf values; "
-                                    "check the network input")
+        self.register_buffer("_ei", parsed.ei, persistent=False)
+        self.register_buffer("_ej", parsed.ej, persistent=False)
+        # channels-first [2E, 3, maxHW]: the layout the fused loss kernel wants, one call for both views. This buffer
+        # and the confidences are the only per-pair copies of the predictions (every per-edge accessor below is a
+        # view)
+        self.register_buffer("_pred_t", parsed.pred_t, persistent=False)
+        self.register_buffer("_stacked_conf", parsed.conf, persistent=False)
         areas = torch.tensor([h * w for h, w in self.imshapes], dtype=torch.float32)
+        ei, ej = parsed.ei.cpu(), parsed.ej.cpu()
         self.total_area_i = float(areas[ei].sum())
         self.total_area_j = float(areas[ej].sum())
         self.register_buffer("_edge_area_i", areas[ei].to(dev), persistent=False)
@@ -135,36 +118,16 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
         for k, (h, w) in enumerate(self.imshapes):
             valid[k, :h * w] = True
         self.register_buffer("_valid", valid.to(dev), persistent=False)
-
-        # per-image max confidence over every edge it appears in
-        im_conf = torch.zeros(self.n_imgs, A, device=dev)
-        im_conf.scatter_reduce_(0, self._ei[:, None].expand(-1, A), self._stacked_conf_i, reduce="amax")
-        im_conf.scatter_reduce_(0, self._ej[:, None].expand(-1, A), self._stacked_conf_j, reduce="amax")
-        self.register_buffer("_im_conf", im_conf, persistent=False)
-        self.register_buffer("_init_conf", im_conf.clone(), persistent=False)
-
-    def _register_view_buffers(self, extras: tuple, dynamic_masks) -> None:
-        """Images ``[N, maxHW, 3]``, dynamic masks ``[N, maxHW]`` (user's, views', or none), camera poses, paths."""
-        imgs, dyn, cams, paths = extras
-        A, dev = self.max_area, self.device
-        self.img_pathes = paths
-        imgs = [None if im is None else (im.float() * 0.5 + 0.5).clamp(0, 1) for im in imgs]
-        self.register_buffer("_imgs", ravel_pad_stack(
-            [im if im is not None else torch.zeros(*s, 3) for im, s in zip(imgs, self.imshapes)], A, 1).to(dev),
-            persistent=False)
-        self.has_images = all(im is not None for im in imgs)
-        self.has_view_masks = any(m is not None for m in dyn)
-        view_masks = [m if m is not None else torch.zeros(s, dtype=torch.bool) for m, s in zip(dyn, self.imshapes)]
-        if dynamic_masks is not None:
-            view_masks = check_user_masks(dynamic_masks, self.imshapes)
-            self.has_view_masks = True
-            self.mask_source = "user"
-        else:
-            self.mask_source = "views" if self.has_view_masks else "none"
-        self.register_buffer("_dyn", ravel_pad_stack([m.float() for m in view_masks], A).bool().to(dev),
-                             persistent=False)
-        self.user_dynamic_masks = dynamic_masks is not None
-        self.camera_poses = torch.stack(cams).to(dev) if all(c is not None for c in cams) else None
+        self.register_buffer("_im_conf", parsed.im_conf, persistent=False)
+        self.register_buffer("_init_conf", parsed.im_conf.clone(), persistent=False)
+        self.img_pathes = parsed.paths
+        self.register_buffer("_imgs", parsed.imgs, persistent=False)
+        self.has_images = parsed.has_images
+        self.has_view_masks = parsed.has_view_masks
+        self.mask_source = parsed.mask_source
+        self.register_buffer("_dyn", parsed.dyn, persistent=False)
+        self.user_dynamic_masks = parsed.user_masks
+        self.camera_poses = parsed.camera_poses
 
     # ------------------------------------------------------------------------------------------------------
     # views keyed like the original
