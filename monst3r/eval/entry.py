@@ -2,31 +2,34 @@
 ``--pretrained``, the report of failed sequences, the exit status and the ``python -m monst3r.eval.<x>`` entry.
 
 ``launch.py`` parses the arguments and calls ``monst3r.eval.pose.main(args)`` / ``monst3r.eval.depth.main(args)``
-without setting anything up, so the entry points do it (evaluation spec §1): process group, devices and seeds
-from :mod:`monst3r.runtime`, the network from :func:`build_eval_model`.
+without setting anything up, so the entry points do it (evaluation spec §1): they turn ``args`` into their
+settings (:mod:`monst3r.eval.config`) and set up the process group, devices and seeds from :mod:`monst3r.runtime`
+and the network from :func:`build_eval_model`.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 
 import torch
+
+from monst3r.eval.config import EvalConfig
 
 log = logging.getLogger(__name__)
 
 __all__ = ["build_eval_model", "report_outcome", "exit_status", "run_cli"]
 
 
-def build_eval_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
-    """``--model`` (parsed safely) initialised from ``--pretrained`` (``ckpt['model']``, a model folder or a
-    ``.safetensors`` file; strict unless ``--pretrained_strict 0``); random weights, with a warning, without it."""
+def build_eval_model(cfg: EvalConfig, device: torch.device) -> torch.nn.Module:
+    """``cfg.model`` (``--model``, parsed safely) initialised from ``cfg.pretrained`` (``ckpt['model']``, a model
+    folder or a ``.safetensors`` file; strict unless ``--pretrained_strict 0``); random weights, with a warning,
+    without it."""
     from monst3r.model import model_from_string
 
-    model = model_from_string(args.model, for_inference=True)
-    if getattr(args, "pretrained", None):
+    model = model_from_string(cfg.model, for_inference=True)
+    if cfg.pretrained:
         from monst3r.training.checkpoints import load_pretrained
 
-        load_pretrained(model, args.pretrained, strict=bool(getattr(args, "pretrained_strict", 1)))
+        load_pretrained(model, cfg.pretrained, strict=cfg.pretrained_strict)
     else:
         log.warning("no --pretrained checkpoint: evaluating a randomly initialised network")
     return model.to(device).eval()
