@@ -108,7 +108,8 @@ def _save_depth(depth: np.ndarray, folder: Path, image_path: str) -> None:
 
 
 def run_depth_evaluation(cfg: DepthEvalConfig, model: torch.nn.Module, device: torch.device) -> dict:
-    """Predict every image of the dataset ``cfg.eval_dataset`` (this process's share); rank 0 then scores NYU-v2 when its GT exists.
+    """Predict every image of the dataset ``cfg.eval_dataset`` (this process's share); rank 0 then scores NYU-v2
+    when its GT exists.
 
     Returns ``{'n_images', 'jobs', 'metrics', 'n_local', 'failed'}`` where ``metrics`` is a
     :class:`monst3r.eval.video_depth.VideoDepthResult` (NYU with GT) or None, ``n_local`` the number of images
@@ -153,18 +154,13 @@ def run_depth_evaluation(cfg: DepthEvalConfig, model: torch.nn.Module, device: t
 
 def main(args: argparse.Namespace, model: Optional[torch.nn.Module] = None) -> dict:
     """``launch.py --mode=eval_depth``: set up, predict, print where the maps are (and the NYU metrics)."""
-    from monst3r.eval.entry import build_eval_model
-    from monst3r.runtime import finish_distributed, init_distributed, rank_world, resolve_eval_device, \
-        seed_everything
+    from monst3r.eval.entry import start_eval_run
+    from monst3r.runtime import finish_distributed, init_distributed
 
     created = init_distributed(args)  # torchrun: fills args.rank/world_size/gpu as the original
     try:
         cfg = DepthEvalConfig.from_args(args)  # the one reading of the flags; only cfg travels further down
-        rank, _ = rank_world()
-        device = resolve_eval_device(cfg.device)
-        seed_everything(cfg.seed + rank)
-        os.makedirs(cfg.output_dir, exist_ok=True)
-        model = build_eval_model(cfg, device) if model is None else model.to(device)
+        rank, device, model = start_eval_run(cfg, model)
         out = run_depth_evaluation(cfg, model, device)
         if rank == 0:
             print(f"{cfg.eval_dataset}: depth of {out['n_images']} images written under {cfg.output_dir}")

@@ -16,7 +16,7 @@ from monst3r.eval.config import EvalConfig
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_eval_model", "report_outcome", "exit_status", "run_cli"]
+__all__ = ["build_eval_model", "start_eval_run", "report_outcome", "exit_status", "run_cli"]
 
 
 def build_eval_model(cfg: EvalConfig, device: torch.device) -> torch.nn.Module:
@@ -33,6 +33,25 @@ def build_eval_model(cfg: EvalConfig, device: torch.device) -> torch.nn.Module:
     else:
         log.warning("no --pretrained checkpoint: evaluating a randomly initialised network")
     return model.to(device).eval()
+
+
+def start_eval_run(cfg: EvalConfig, model: "torch.nn.Module | None" = None
+                   ) -> "tuple[int, torch.device, torch.nn.Module]":
+    """What an evaluation entry point does after ``init_distributed``: the device (``cfg.device``), the seed of this
+    process (``cfg.seed`` + rank), ``cudnn.benchmark`` on CUDA, the output folder, and the network (built from
+    ``cfg`` unless ``model`` is given, then moved to the device). Returns ``(rank, device, model)``."""
+    import os
+
+    from monst3r.runtime import rank_world, resolve_eval_device, seed_everything
+
+    rank, _ = rank_world()
+    device = resolve_eval_device(cfg.device)
+    seed_everything(cfg.seed + rank)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    model = build_eval_model(cfg, device) if model is None else model.to(device)
+    return rank, device, model
 
 
 def report_outcome(what: str, total: int, failed: "dict[str, str]", stream=None) -> int:
@@ -71,6 +90,7 @@ def run_cli(prog: str, mode: str, main, argv=None) -> int:
 
     from monst3r.errors import Monst3rInputError
     from monst3r.eval.args import build_eval_parser
+    from monst3r.utils.cli_errors import error_exit
 
     args = build_eval_parser(prog, mode=mode).parse_args(argv)
     logging.basicConfig(level=logging.INFO if not args.silent else logging.WARNING, format="%(message)s")
@@ -80,6 +100,5 @@ def run_cli(prog: str, mode: str, main, argv=None) -> int:
         check_launch_args(args)
         result = main(args)
     except Monst3rInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error_exit(exc)
     return exit_status(sys.modules[main.__module__], result)

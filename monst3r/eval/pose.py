@@ -54,11 +54,11 @@ from monst3r.eval.config import PoseEvalConfig
 from monst3r.errors import Monst3rInputError
 from monst3r.eval.metadata import EvalDataset, get_dataset, list_sequences
 from monst3r.eval.metrics import metric_file_text, parse_metric_text, pose_metrics
-from monst3r.eval.entry import build_eval_model
+from monst3r.eval.entry import start_eval_run
 from monst3r.eval.trajectory import load_traj
 from monst3r.reconstruct import DivergedError, load_flow_network, reconstruct
-from monst3r.runtime import all_gather, finish_distributed, init_distributed, rank_world, resolve_eval_device, \
-    seed_everything, split_for_rank, unwrap
+from monst3r.runtime import all_gather, finish_distributed, init_distributed, rank_world, seed_everything, \
+    split_for_rank, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -452,13 +452,7 @@ def main(args: argparse.Namespace, model: Optional[torch.nn.Module] = None,
     created = init_distributed(args)  # torchrun: fills args.rank/world_size/gpu as the original
     try:
         cfg = PoseEvalConfig.from_args(args)  # the one reading of the flags; only cfg travels further down
-        rank, _ = rank_world()
-        device = resolve_eval_device(cfg.device)
-        seed_everything(cfg.seed + rank)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
-        os.makedirs(cfg.output_dir, exist_ok=True)
-        model = build_eval_model(cfg, device) if model is None else model.to(device)
+        rank, device, model = start_eval_run(cfg, model)
         summary = run_pose_evaluation(cfg, model, device, flow_model=flow_model)
         if rank == 0:
             print(format_report(summary), flush=True)
