@@ -31,6 +31,31 @@ from monst3r.utils.timing import StageTimer
 log = logging.getLogger(__name__)
 
 
+def edge_rows(buffer: str, side: int, doc: str) -> property:
+    """Property: the view-1 (``side`` 0: rows ``[:E]``) or view-2 (1: rows ``[E:]``) half of the ``[2E, ...]``
+    buffer attribute ``buffer`` (a view, no copy)."""
+    def rows(self) -> torch.Tensor:
+        buf = getattr(self, buffer)
+        return buf[:self.n_edges] if side == 0 else buf[self.n_edges:]
+    return property(rows, doc=doc)
+
+
+def edge_views(name: str, rows: str, side: int, channels_first: bool, doc: str) -> property:
+    """Property: ``{"i_j": view}`` of the rows attribute ``rows`` per edge, at the size of image i (``side`` 0) or
+    j (1), keyed like the original (built once, cached under ``name``)."""
+    return property(lambda self: self._edge_dict(name, getattr(self, rows), side, channels_first=channels_first),
+                    doc=doc)
+
+
+def image_views(buffer: str, doc: str) -> property:
+    """Property: the list of ``[H, W, ...]`` views of each image's row of the ``[N, maxHW, ...]`` buffer attribute
+    ``buffer``."""
+    def views(self) -> list[torch.Tensor]:
+        buf = getattr(self, buffer)
+        return [self._unravel(buf[k], k) for k in range(self.n_imgs)]
+    return property(views, doc=doc)
+
+
 class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
     """Common state of the global aligners: pairwise predictions, confidences, pair poses.
 
@@ -148,32 +173,15 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
         """Channels-first ``[C, maxHW]`` padded row -> ``[H, W, C]`` view of image k."""
         return self._unravel(flat_t.transpose(0, 1), k)
 
-    @property
-    def _pred_i_t(self) -> torch.Tensor:
-        """``[E, 3, maxHW]`` view-1 points, channels first (view of the combined buffer)."""
-        return self._pred_t[:self.n_edges]
-
-    @property
-    def _pred_j_t(self) -> torch.Tensor:
-        return self._pred_t[self.n_edges:]
-
-    @property
-    def _stacked_conf_i(self) -> torch.Tensor:
-        """``[E, maxHW]`` raw view-1 confidences (zero padded)."""
-        return self._stacked_conf[:self.n_edges]
-
-    @property
-    def _stacked_conf_j(self) -> torch.Tensor:
-        return self._stacked_conf[self.n_edges:]
-
-    @property
-    def _stacked_pred_i(self) -> torch.Tensor:
-        """``[E, maxHW, 3]`` view-1 points (a strided view of the channels-first buffer)."""
-        return self._pred_i_t.transpose(1, 2)
-
-    @property
-    def _stacked_pred_j(self) -> torch.Tensor:
-        return self._pred_j_t.transpose(1, 2)
+    # views of the view-1 / view-2 rows of the [2E, ...] buffers
+    _pred_i_t = edge_rows("_pred_t", 0, "``[E, 3, maxHW]`` view-1 points, channels first")
+    _pred_j_t = edge_rows("_pred_t", 1, "``[E, 3, maxHW]`` view-2 points (in camera i), channels first")
+    _stacked_conf_i = edge_rows("_stacked_conf", 0, "``[E, maxHW]`` raw view-1 confidences (zero padded)")
+    _stacked_conf_j = edge_rows("_stacked_conf", 1, "``[E, maxHW]`` raw view-2 confidences (zero padded)")
+    _stacked_pred_i = property(lambda self: self._pred_i_t.transpose(1, 2),
+                               doc="``[E, maxHW, 3]`` view-1 points (a strided view of the channels-first buffer)")
+    _stacked_pred_j = property(lambda self: self._pred_j_t.transpose(1, 2),
+                               doc="``[E, maxHW, 3]`` view-2 points (a strided view of the channels-first buffer)")
 
     def _edge_dict(self, name: str, stacked: torch.Tensor, side: int, channels_first: bool = False
                    ) -> dict[str, torch.Tensor]:
@@ -184,46 +192,20 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
                                 for e, (i, j) in enumerate(self.edges)}
         return self._cache[key]
 
-    @property
-    def pred_i(self) -> dict[str, torch.Tensor]:
-        """``{"i_j": [H, W, 3]}`` view-1 points (camera-i frame)."""
-        return self._edge_dict("pred_i", self._pred_i_t, 0, channels_first=True)
-
-    @property
-    def pred_j(self) -> dict[str, torch.Tensor]:
-        """``{"i_j": [H, W, 3]}`` view-2 points in camera i."""
-        return self._edge_dict("pred_j", self._pred_j_t, 1, channels_first=True)
-
-    @property
-    def conf_i(self) -> dict[str, torch.Tensor]:
-        return self._edge_dict("conf_i", self._stacked_conf_i, 0)
-
-    @property
-    def conf_j(self) -> dict[str, torch.Tensor]:
-        return self._edge_dict("conf_j", self._stacked_conf_j, 1)
+    pred_i = edge_views("pred_i", "_pred_i_t", 0, True, '``{"i_j": [H, W, 3]}`` view-1 points (camera-i frame)')
+    pred_j = edge_views("pred_j", "_pred_j_t", 1, True, '``{"i_j": [H, W, 3]}`` view-2 points in camera i')
+    conf_i = edge_views("conf_i", "_stacked_conf_i", 0, False, '``{"i_j": [H, W]}`` raw view-1 confidences')
+    conf_j = edge_views("conf_j", "_stacked_conf_j", 1, False, '``{"i_j": [H, W]}`` raw view-2 confidences')
 
     @property
     def n_edges(self) -> int:
         return len(self.edges)
 
-    @property
-    def im_conf(self) -> list[torch.Tensor]:
-        """Per-image ``[H, W]`` max raw confidence (views: in-place edits change the scene)."""
-        return [self._unravel(self._im_conf[k], k) for k in range(self.n_imgs)]
-
-    @property
-    def init_conf_maps(self) -> list[torch.Tensor]:
-        return [self._unravel(self._init_conf[k], k) for k in range(self.n_imgs)]
-
-    @property
-    def imgs(self) -> list[torch.Tensor]:
-        """Per-image ``[H, W, 3]`` RGB in [0, 1]."""
-        return [self._unravel(self._imgs[k], k) for k in range(self.n_imgs)]
-
-    @property
-    def dynamic_masks(self) -> list[torch.Tensor]:
-        """Per-image ``[H, W]`` bool moving-object masks (those the flow loss ignores)."""
-        return [self._unravel(self._dyn[k], k) for k in range(self.n_imgs)]
+    im_conf = image_views("_im_conf", "Per-image ``[H, W]`` max raw confidence (views: in-place edits change the "
+                                      "scene)")
+    init_conf_maps = image_views("_init_conf", "Per-image ``[H, W]`` max raw confidence before any clean-up")
+    imgs = image_views("_imgs", "Per-image ``[H, W, 3]`` RGB in [0, 1]")
+    dynamic_masks = image_views("_dyn", "Per-image ``[H, W]`` bool moving-object masks (those the flow loss ignores)")
 
     @property
     def str_edges(self) -> list[str]:
