@@ -35,7 +35,7 @@ from monst3r.eval.metadata import EvalDataset, get_dataset, list_sequences
 
 log = logging.getLogger(__name__)
 
-__all__ = ["depth_jobs", "predict_depth", "depth_file_names", "run_depth_evaluation", "main"]
+__all__ = ["depth_jobs", "predict_depth", "depth_file_names", "save_depth", "run_depth_evaluation", "main"]
 
 
 def depth_file_names(image_path: str) -> tuple[str, str]:
@@ -89,7 +89,9 @@ def predict_depth(image_path: str, model: torch.nn.Module, device: torch.device,
     return z.float().mean(dim=0).cpu().numpy().astype(np.float32)
 
 
-def _save_depth(depth: np.ndarray, folder: Path, image_path: str) -> None:
+def save_depth(depth: np.ndarray, folder: Path, image_path: str) -> None:
+    """Write the depth ``float32 [H, W]`` of ``image_path`` into ``folder``: ``<name>depth.npy`` and the min-max
+    normalised 8-bit preview (:func:`depth_file_names`), each replaced atomically."""
     import cv2
 
     from monst3r.io import atomic_file
@@ -140,7 +142,7 @@ def run_depth_evaluation(cfg: DepthEvalConfig, model: torch.nn.Module, device: t
             failed[path] = str(exc)
             log.warning("depth of %s failed: %s", path, exc)
             continue
-        _save_depth(depth, folder, path)
+        save_depth(depth, folder, path)
     barrier()
     metrics = None
     gt_glob = info.depth_gt_glob(root, "")
