@@ -129,15 +129,15 @@ def main(argv=None) -> int:
 
         os.environ["TQDM_DISABLE"] = "1"
     from monst3r.errors import Monst3rInputError
+    from monst3r.utils.cli_errors import error_exit
 
     try:
         if args.input is None:
             try:
                 import gradio  # noqa: F401
             except ImportError:
-                print("error: no --input given and the GUI needs gradio: pass --input <video or folder>, or "
-                      "pip install gradio", file=sys.stderr)
-                return 2
+                return error_exit("no --input given and the GUI needs gradio: pass --input <video or folder>, or "
+                                  "pip install gradio")
             from monst3r.gui import launch
 
             launch(args)
@@ -147,8 +147,7 @@ def main(argv=None) -> int:
         run_demo(args)
         return 0
     except Monst3rInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error_exit(exc)
     except KeyboardInterrupt as exc:
         print(f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'}; nothing was written (a previous "
               "result is left as it was)", file=sys.stderr)

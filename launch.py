@@ -48,6 +48,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging()
     from monst3r.errors import Monst3rInputError
+    from monst3r.utils.cli_errors import error_exit
 
     try:
         from monst3r.training.args import check_launch_args
@@ -56,15 +57,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.mode.startswith("eval"):
             name = {"eval_pose": "monst3r.eval.pose", "eval_depth": "monst3r.eval.depth"}.get(args.mode)
             if name is None:
-                print(f"error: unknown --mode {args.mode!r} (train, eval_pose, eval_depth)", file=sys.stderr)
-                return 2
+                return error_exit(f"unknown --mode {args.mode!r} (train, eval_pose, eval_depth)")
             try:
                 module = importlib.import_module(name)
             except ModuleNotFoundError as exc:
                 if exc.name and name.startswith(exc.name):
-                    print(f"error: --mode={args.mode} is not available: {name} is not part of this build",
-                          file=sys.stderr)
-                    return 2
+                    return error_exit(f"--mode={args.mode} is not available: {name} is not part of this build")
                 raise
             result = module.main(args)
             if isinstance(result, int):
@@ -77,11 +75,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         train(args)
         return 0
     except Monst3rInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error_exit(exc)
     except FloatingPointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return error_exit(exc, 1)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def synthetic_views(n: int, size: int, seed: int = 0, unique: int | None = None)
     import PIL.Image
 
     from monst3r.datasets.synthetic import SceneConfig, SyntheticScene
-    from monst3r.utils.image import _to_view, crop_img
+    from monst3r.utils.image import to_view, crop_img
 
     W, H = (512, 288) if size == 512 else (224, 224)
     u = min(n, unique or n)
@@ -59,7 +59,7 @@ def synthetic_views(n: int, size: int, seed: int = 0, unique: int | None = None)
     for i in range(n):
         k = i % period if u > 1 else 0
         k = k if k < u else period - k
-        views.append(_to_view(rendered[k], i, f"synthetic_{i:05d}", None))
+        views.append(to_view(rendered[k], i, f"synthetic_{i:05d}", None))
     return views
 
 

@@ -31,16 +31,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def rss_mib() -> float:
-    """Current resident set size (MiB) from /proc/self/status (0 where unavailable)."""
+def proc_status_mib(field: str) -> float:
+    """A memory field of /proc/self/status (``VmRSS``, ``VmHWM``, ...) in MiB (0 where unavailable)."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def rss_mib() -> float:
+    """Current resident set size (MiB)."""
+    return proc_status_mib("VmRSS")
 
 
 def peak_rss_mib() -> float:
@@ -48,15 +53,8 @@ def peak_rss_mib() -> float:
 
 
 def hwm_mib() -> float:
-    """Peak RSS since the last :func:`reset_hwm` (VmHWM of /proc/self/status; 0 where unavailable)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    """Peak RSS since the last :func:`reset_hwm` (MiB)."""
+    return proc_status_mib("VmHWM")
 
 
 def reset_hwm() -> bool:

@@ -6,11 +6,12 @@
 # PYTHON=... picks the interpreter of the preparation step (default python3; e.g. PYTHON=.venv/bin/python).
 set -euo pipefail
 
-# shared helpers: ROOT, DATA, DRY_RUN (parses --dry-run / --help), fetch URL DEST, unpack ARCHIVE DIR
+# shared helpers: ROOT, DATA, DRY_RUN (parses --dry-run / --help), fetch URL DEST, unpack ARCHIVE DIR,
+# fetch_unpack URL ARCHIVE DIR, prepare SCRIPT ARGS...
 source "$(dirname "${BASH_SOURCE[0]}")/download_common.sh" "$@"
 
 DEST="$DATA/bonn"
-fetch https://www.ipb.uni-bonn.de/html/projects/rgbd_dynamic2019/rgbd_bonn_dataset.zip "$DEST/rgbd_bonn_dataset.zip"
-unpack "$DEST/rgbd_bonn_dataset.zip" "$DEST"
-[ "$DRY_RUN" = 1 ] || "${PYTHON:-python3}" "$ROOT/data/prepare_eval_bonn.py" --root "$DEST/rgbd_bonn_dataset"
+fetch_unpack https://www.ipb.uni-bonn.de/html/projects/rgbd_dynamic2019/rgbd_bonn_dataset.zip \
+  "$DEST/rgbd_bonn_dataset.zip" "$DEST"
+prepare prepare_eval_bonn.py --root "$DEST/rgbd_bonn_dataset"
 echo "done: $DEST/rgbd_bonn_dataset"

@@ -1,5 +1,6 @@
 # Helpers shared by the dataset download scripts (sourced, not run): sets ROOT (repository root), DATA
-# (MONST3R_DATA_ROOT or data/), DRY_RUN from the caller's arguments, and defines have/fetch/unpack.
+# (MONST3R_DATA_ROOT or data/), DRY_RUN from the caller's arguments, and defines have, fetch, unpack,
+# fetch_unpack and prepare.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATA="${MONST3R_DATA_ROOT:-$ROOT/data}"
 DRY_RUN=0
@@ -36,3 +37,7 @@ unpack() {
   esac
   rm -f "$archive"
 }
+# fetch_unpack URL ARCHIVE DIR: fetch URL to ARCHIVE, extract it into DIR (then delete it).
+fetch_unpack() { fetch "$1" "$2"; unpack "$2" "$3"; }
+# prepare SCRIPT ARGS...: run data/SCRIPT (the evaluation's preparation) with ${PYTHON:-python3}; not with --dry-run.
+prepare() { [ "$DRY_RUN" = 1 ] || "${PYTHON:-python3}" "$ROOT/data/$1" "${@:2}"; }

@@ -9,7 +9,6 @@ Usage (from anywhere; MONST3R_DATA_ROOT overrides the repository's data/ folder)
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -21,14 +20,10 @@ import numpy as np
 
 URL = "https://data.vision.ee.ethz.ch/csergi/share/davis/DAVIS-2017-trainval-480p.zip"
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
+from monst3r.utils.cli_errors import OneLineArgumentParser, error_exit  # noqa: E402
 
-
-class _OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one ``error: ...`` line (exit status 2), as every entry point of the project."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 def download(url: str, dest: Path) -> None:
     """``url`` -> ``dest`` through a temporary name (skipped when ``dest`` exists)."""
@@ -96,7 +91,7 @@ def make_videos(davis: Path, out: Path, fps: float = 30.0) -> int:
 
 
 def main(argv=None) -> int:
-    parser = _OneLineParser(description=__doc__.splitlines()[0])
+    parser = OneLineArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="print what would be done")
     parser.add_argument("--skip-videos", action="store_true", help="do not write data/davis_videos/*.mp4")
     args = parser.parse_args(argv)
@@ -118,8 +113,7 @@ def main(argv=None) -> int:
         if not args.skip_videos:
             print(f"videos: {make_videos(davis, data / 'davis_videos')} written")
     except (OSError, zipfile.BadZipFile) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return error_exit(exc, 1)
     print(f"done: {davis}")
     return 0
 

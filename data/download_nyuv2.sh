@@ -7,14 +7,14 @@
 # PYTHON=... picks the interpreter of the preparation step (default python3; e.g. PYTHON=.venv/bin/python).
 set -euo pipefail
 
-# shared helpers: ROOT, DATA, DRY_RUN (parses --dry-run / --help), fetch URL DEST, unpack ARCHIVE DIR
+# shared helpers: ROOT, DATA, DRY_RUN (parses --dry-run / --help), fetch URL DEST, unpack ARCHIVE DIR,
+# fetch_unpack URL ARCHIVE DIR, prepare SCRIPT ARGS...
 source "$(dirname "${BASH_SOURCE[0]}")/download_common.sh" "$@"
 
 DEST="$DATA/nyu-v2"
 HF=https://huggingface.co/datasets/sayakpaul/nyu_depth_v2/resolve/main/data
 for name in val-000000.tar val-000001.tar; do
-  fetch "$HF/$name" "$DEST/$name"
-  unpack "$DEST/$name" "$DEST"
+  fetch_unpack "$HF/$name" "$DEST/$name" "$DEST"
 done
-[ "$DRY_RUN" = 1 ] || "${PYTHON:-python3}" "$ROOT/data/prepare_eval_nyuv2.py" --root "$DEST"
+prepare prepare_eval_nyuv2.py --root "$DEST"
 echo "done: $DEST/val/{nyu_images,nyu_depths}"

@@ -9,7 +9,8 @@
 # SCANNET_FRAMES=N exports only the first N frames of each scene (the evaluation uses frames 0..269; default all).
 set -euo pipefail
 
-# shared helpers: ROOT, DATA, DRY_RUN (parses --dry-run / --help), fetch URL DEST, unpack ARCHIVE DIR
+# shared helpers: ROOT, DATA, DRY_RUN (parses --dry-run / --help), fetch URL DEST, unpack ARCHIVE DIR,
+# fetch_unpack URL ARCHIVE DIR, prepare SCRIPT ARGS...
 source "$(dirname "${BASH_SOURCE[0]}")/download_common.sh" "$@"
 
 DEST="$DATA/scannetv2"
@@ -29,5 +30,5 @@ for i in $(seq 707 806); do
   if [ "${#pids[@]}" -ge 4 ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
 done
 for pid in "${pids[@]+"${pids[@]}"}"; do wait "$pid"; done
-[ "$DRY_RUN" = 1 ] || "${PYTHON:-python3}" "$ROOT/data/prepare_eval_scannet.py" --root "$DEST"
+prepare prepare_eval_scannet.py --root "$DEST"
 echo "done: $DEST/scene*_00/{color_90,depth_90,pose_90.txt}"

@@ -5,31 +5,20 @@ Usage (from anywhere; paths default to the repository's data/ folder):
 
     python data/prepare_eval_tum.py [--root data/tum]
 """
-import argparse
-import logging
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from monst3r.errors import Monst3rInputError  # noqa: E402
-from monst3r.utils.cli_errors import OneLineArgumentParser  # noqa: E402
-from monst3r.eval.prepare import prepare_tum  # noqa: E402
+from monst3r.eval.prepare import prepare_tum, prepare_main  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = OneLineArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default=str(REPO / "data/tum"), help="folder of the extracted sequences")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        done = prepare_tum(args.root)
-    except Monst3rInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"prepared {len(done)} TUM sequences: {', '.join(done)}")
-    return 0
+    return prepare_main(__doc__, argv, [("--root", dict(default=str(REPO / "data/tum"),
+                                                          help="folder of the extracted sequences"))],
+                        lambda args: prepare_tum(args.root),
+                        lambda done: f"prepared {len(done)} TUM sequences: {', '.join(done)}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 
 The mapping from command-line flags to optimizer options is written once per entry point:
 :meth:`ReconstructConfig.from_demo_args` (``demo.py``, the GUI, streaming) and
-:meth:`ReconstructConfig.from_eval_args` (``launch.py --mode=eval_pose``). Below the entry points only these
-dataclasses travel, never an ``argparse.Namespace``. Also here: the parsers of the settings that are text
+:meth:`ReconstructConfig.from_eval_args` (``launch.py --mode=eval_pose``, called by
+:meth:`monst3r.eval.config.PoseEvalConfig.from_args`, which holds the rest of the evaluation's settings). Below the
+entry points only these dataclasses travel, never an ``argparse.Namespace``. Also here: the parsers of the settings that are text
 (``--intrinsics``, the scene-graph string).
 """
 from __future__ import annotations
@@ -216,13 +217,19 @@ class ReconstructConfig:
         aligner = AlignerConfig(
             niter=int(args.n_iter), schedule=args.pose_schedule, lr=0.01, init="mst",
             flow_loss_weight=float(args.flow_loss_weight),
-            flow_weights="raft-sintel" if sintel_flow else "searaft",
             shared_focal=not args.not_shared_focal and not args.use_gt_focal, flow_loss_fn=args.flow_loss_fn,
             depth_regularize_weight=float(args.depth_regularize_weight),
             temporal_smoothing_weight=float(args.temporal_smoothing_weight),
             motion_mask_thre=float(args.motion_mask_thre), flow_loss_start_epoch=float(args.flow_loss_start_epoch),
             flow_loss_thre=float(args.flow_loss_thre), translation_weight=float(args.translation_weight),
-            sintel_ckpt=sintel_flow, use_self_mask=not args.use_gt_mask,
-            sam2_mask_refine=bool(args.sam2_mask_refine), pxl_thre=float(args.pxl_thresh))
+            use_self_mask=not args.use_gt_mask, sam2_mask_refine=bool(args.sam2_mask_refine),
+            pxl_thre=float(args.pxl_thresh))
         return cls(aligner=aligner, scenegraph_type=args.scene_graph_type, batch_size=1, verbose=not args.silent,
-                   shard_inference=False, clean_pair_viewer=True, empty_cache_auto=True, fail_on_divergence=True)
+                   shard_inference=False, clean_pair_viewer=True, empty_cache_auto=True,
+                   fail_on_divergence=True).with_sintel_flow(sintel_flow)
+
+    def with_sintel_flow(self, sintel_flow: bool) -> "ReconstructConfig":
+        """The evaluation's flow network per dataset: RAFT-sintel (``sintel_ckpt``) when ``sintel_flow``
+        (``EvalDataset.sintel_flow``), else SEA-RAFT."""
+        return self.with_aligner(flow_weights="raft-sintel" if sintel_flow else "searaft",
+                                 sintel_ckpt=bool(sintel_flow))

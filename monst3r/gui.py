@@ -9,6 +9,10 @@ a status line and the result files for download (``scene.glb``, ``pred_traj.txt`
 ``<seq_name>.zip`` with the whole folder; the zip is an addition of ours, the original GUI offered the 3-D model and
 the gallery only). The zip is built in a temporary folder of the GUI process (removed when it exits), never next to
 the result: nothing outside the result folder is written. A user mistake shows as an error message on the page.
+
+Like :mod:`monst3r.pipeline`, this is part of the demo's entry layer: it reads the demo's ``argparse.Namespace``
+(the launch flags) and hands a copy with the page's settings to :func:`monst3r.pipeline.run_demo`, which turns it
+into the typed settings.
 """
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
 """The demo run as a library: option checks -> frames -> network -> reconstruction -> one write of the result folder.
 
-``demo.py`` only parses arguments and calls :func:`run_demo` (the GUI does too); tests call the functions here
-directly. This module is the last one that sees the demo's ``argparse.Namespace``: it checks it
-(:func:`validate_args`, :func:`check_inputs`) and converts it once into the typed settings
-(:meth:`monst3r.config.ReconstructConfig.from_demo_args`) that :func:`monst3r.reconstruct.reconstruct` and
-:func:`monst3r.streaming.reconstruct_streaming` receive. Defaults are those of the original's non-interactive run
+``demo.py`` only parses arguments and calls :func:`run_demo` (the GUI, :mod:`monst3r.gui`, does too); tests call the
+functions here directly. This module is the demo's entry layer and the last one that sees the demo's
+``argparse.Namespace``: its top-level functions read it (:func:`run_demo`, :func:`validate_args`,
+:func:`check_inputs` and the private steps of ``run_demo`` that load frames, the previous result and write the
+folder) and convert it once into the typed settings (:meth:`monst3r.config.ReconstructConfig.from_demo_args`)
+that :func:`monst3r.reconstruct.reconstruct` and :func:`monst3r.streaming.reconstruct_streaming` receive; no
+module below them is given the Namespace. Defaults are those of the original's non-interactive run
 (spec cli.md 4.1, optimizer.md 11).
 
 ``reconstruct``, ``StageTimer``, ``parse_intrinsics`` and ``scene_graph_string`` are re-exported from their

@@ -74,9 +74,9 @@ def resolve_rank_device(args: argparse.Namespace) -> torch.device:
     return torch.device(dev)
 
 
-def resolve_eval_device(args: argparse.Namespace) -> torch.device:
+def resolve_eval_device(device: str = "auto") -> torch.device:
     """Evaluation's ``--device`` (auto: cuda when available); a bare ``cuda`` becomes the process's current GPU."""
-    dev = resolve_device(getattr(args, "device", "auto") or "auto")
+    dev = resolve_device(device or "auto")
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
     return dev

@@ -25,7 +25,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -393,3 +393,34 @@ def serve(server, step, exit_after_build: bool = False) -> int:
         pass
     server.stop()
     return 0
+
+
+def run_viewer(load: Callable[[], Any], build: Callable[[Any, Any], Tuple[List, str]], *, host: str, port: int,
+               fps: float, exit_after_build: bool = False, source="the folder") -> int:
+    """The main of the viewer scripts (``viser/*.py``); returns the exit status.
+
+    ``load()`` reads the data before viser is imported (a bad folder fails fast); ``build(server, data)`` adds the
+    scene to the started server and returns ``(per-frame nodes, note)``; the playback controls are added and the
+    loop runs (:func:`serve`). A :class:`Monst3rInputError` of either step, or viser missing, is one ``error:``
+    line on stderr and exit status 2; ``viewer: <n> frames from <source> at <url> (<note>)`` on stdout otherwise.
+    """
+    from monst3r.utils.cli_errors import error_exit
+
+    show_viewer_log()
+    try:
+        data = load()
+    except Monst3rInputError as exc:
+        return error_exit(exc)
+    try:
+        import viser
+    except ImportError:
+        return error_exit("the viewer needs the 'viser' package: pip install -r requirements.txt")
+    server = viser.ViserServer(host=host, port=port, verbose=False)
+    try:
+        nodes, note = build(server, data)
+    except Monst3rInputError as exc:
+        server.stop()
+        return error_exit(exc)
+    step, _ = add_playback_gui(server, nodes, fps=fps)
+    print(f"viewer: {len(nodes)} frames from {source} at http://{host}:{server.get_port()} ({note})", flush=True)
+    return serve(server, step, exit_after_build)

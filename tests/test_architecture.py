@@ -4,7 +4,9 @@ or run):
 * no import cycle among the project's modules (``monst3r``, ``croco``, ``third_party``; ``demo.py``,
   ``launch.py`` and the ``viser/`` scripts take part as leaves), imports inside functions included;
 * no file in ``monst3r/`` longer than :data:`MAX_FILE_LINES` lines;
-* no function longer than :data:`MAX_FUNCTION_LINES` lines, except argument parsers (:func:`is_argument_parser`).
+* no function longer than :data:`MAX_FUNCTION_LINES` lines, except argument parsers (:func:`is_argument_parser`);
+* no private name (``_x``, not ``__x__``) of a project module imported or read by another file (the packages, the
+  scripts, ``tests/``, ``bench/`` and ``data/``): what another file needs is public.
 
 How an import counts (the same as ``arch_check.py``): ``import a.b.c`` and ``from a.b import c`` depend on the
 longest project module that prefixes the name; ``from pkg import sub`` depends on the submodule ``pkg.sub`` when
@@ -169,3 +171,35 @@ def test_cycle_finder_and_import_rules():
     # package's __init__ on its submodules; scripts are leaves
     assert "monst3r.datasets.synthetic.scene" in graph["monst3r.datasets.synthetic"]
     assert not any(dep.startswith("script:") for deps in graph.values() for dep in deps)
+
+
+def private_uses(tree: ast.AST) -> list[tuple[int, str]]:
+    """``(line, text)`` of each private name of a project module that ``tree`` imports (``from m import _x``) or
+    reads from an imported project module (``import m.n as k; k._x``)."""
+    found, modules = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append((node.lineno, f"from {node.module} import {alias.name}"))
+                elif f"{node.module}.{alias.name}" in MODULES:
+                    modules.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            modules.update(alias.asname or alias.name.split(".")[0] for alias in node.names
+                           if alias.name.split(".")[0] in PACKAGES)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules \
+                and node.attr.startswith("_") and not node.attr.startswith("__"):
+            found.append((node.lineno, f"{node.value.id}.{node.attr}"))
+    return found
+
+
+def test_no_private_name_used_across_files():
+    files = [*MODULES.values(), *(path for folder in ("tests", "bench", "data")
+                                  for path in sorted((REPO_ROOT / folder).glob("*.py")))]
+    bad = [f"{path.relative_to(REPO_ROOT).as_posix()}:{line} {text}" for path in files
+           for line, text in private_uses(ast.parse(path.read_text(), filename=str(path)))]
+    assert not bad, "private names used across files (make them public): " + ", ".join(bad)
+    assert private_uses(ast.parse("from monst3r.eval.depth import _save\nfrom croco.models import dpt_block\n"
+                                  "dpt_block._X\nimport monst3r.io as io\nio._y\nobj._z\n")) == [
+        (1, "from monst3r.eval.depth import _save"), (3, "dpt_block._X"), (5, "io._y")]

@@ -10,6 +10,7 @@ from monst3r.errors import Monst3rInputError
 from monst3r.model import CheckpointError, load_model
 from monst3r.utils.image import load_images
 from monst3r.utils.parsing import SafeParseError, parse_model_string, safe_eval
+from pickle_payload import PicklePayload
 
 
 def test_missing_path(tmp_path):
@@ -83,17 +84,9 @@ def test_checkpoint_without_second_decoder_is_filled(golden, tmp_path):
         assert torch.equal(v1, v2)
 
 
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_pickle_payload_is_refused(tmp_path):
     marker = tmp_path / "pwned"
-    torch.save({"args": argparse.Namespace(model="x"), "model": {}, "evil": _Payload(marker)}, tmp_path / "evil.pth")
+    torch.save({"args": argparse.Namespace(model="x"), "model": {}, "evil": PicklePayload(marker)}, tmp_path / "evil.pth")
     with pytest.raises(CheckpointError, match="refusing"):
         load_model(tmp_path / "evil.pth")
     assert not marker.exists()

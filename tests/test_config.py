@@ -52,3 +52,26 @@ def test_eval_defaults_map_to_the_evaluation_optimizer_options():
                                                                                                    True)
     assert ReconstructConfig.from_eval_args(eval_defaults()).aligner.flow_weights == "searaft"
     assert AlignerConfig().aligner_kwargs() == dict(window_wise=False, flow_loss_weight=0.0, num_total_iter=300)
+
+
+def test_eval_settings_are_built_once_from_the_flags():
+    """PoseEvalConfig / DepthEvalConfig.from_args: the one reading of the evaluation flags (frozen dataclasses travel
+    below the entry points); the flow network per dataset through with_sintel_flow, as from_eval_args."""
+    from monst3r.eval.config import DepthEvalConfig, PoseEvalConfig
+
+    args = eval_defaults(["--eval_dataset", "tum", "--pose_eval_stride", "2", "--seq_list", "a", "b", "--no_crop",
+                          "--use_gt_mask", "--silent"], eval_data_root="", eval_max_seqs=3)
+    cfg = PoseEvalConfig.from_args(args)
+    assert (cfg.eval_dataset, cfg.stride, cfg.seq_list, cfg.crop, cfg.use_gt_mask, cfg.verbose) == (
+        "tum", 2, ("a", "b"), False, True, False)
+    assert (cfg.eval_data_root, cfg.max_seqs, cfg.image_size, cfg.device, cfg.pretrained) == (".", 3, 512, "auto",
+                                                                                              None)
+    assert cfg.reconstruct == ReconstructConfig.from_eval_args(args)
+    assert cfg.flow_loss_weight == 0.01
+    for sintel in (False, True):
+        assert cfg.reconstruct.with_sintel_flow(sintel) == ReconstructConfig.from_eval_args(args, sintel_flow=sintel)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.stride = 1  # type: ignore[misc]
+    depth = DepthEvalConfig.from_args(args)
+    assert (depth.eval_dataset, depth.seq_list, depth.crop, depth.output_dir) == ("tum", ("a", "b"), False,
+                                                                                 args.output_dir)

@@ -58,7 +58,7 @@ def test_dpt_fast_path_matches_spec(B, H, W):
         fast = dpt(toks, (H, W))
     assert fast.shape == (B, 4, H, W)
     torch.testing.assert_close(fast, ref.detach(), rtol=1e-5, atol=1e-5)
-    if dpt_block._CONV_POINTWISE is not None and torch.backends.mkldnn.is_available():
+    if dpt_block.HAS_FUSED_CONV and torch.backends.mkldnn.is_available():
         assert dpt.head[2].__dict__.get("_packed_weights")  # the fused oneDNN path really ran
     slow = dpt(toks, (H, W))  # autograd enabled: plain module path
     torch.testing.assert_close(slow.detach(), ref.detach(), rtol=1e-5, atol=1e-5)
@@ -102,6 +102,6 @@ def test_packed_weight_cache_is_bounded():
         for B, H, W in [(2, 80, 160), (1, 160, 80), (3, 64, 64), (2, 80, 160)]:
             toks = _tokens(B, H, W)
             torch.testing.assert_close(dpt(toks, (H, W)), _reference(dpt, toks, (H, W)), rtol=1e-5, atol=1e-5)
-    if dpt_block._CONV_POINTWISE is not None and torch.backends.mkldnn.is_available():
+    if dpt_block.HAS_FUSED_CONV and torch.backends.mkldnn.is_available():
         cache = dpt.scratch.refinenet1.resConfUnit2.conv1.__dict__["_packed_weights"]
         assert 1 <= len([k for k in cache if k != "ident"]) <= 2

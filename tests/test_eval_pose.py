@@ -21,6 +21,7 @@ from monst3r.eval.metadata import EVAL_DATASETS, get_dataset, list_sequences
 from monst3r.eval.metrics import average_metric_files, parse_metric_text, pose_metrics
 from monst3r.eval.pose import adapt_scene_graph
 from monst3r.runtime import split_for_rank
+from server_helpers import free_port
 from synthetic_fixtures import IdealPairModel, write_sintel_fixture, write_tum_fixture
 from monst3r.eval.trajectory import load_pred_traj, load_traj
 
@@ -243,20 +244,12 @@ def test_launch_subprocess_with_tiny_model(data_root, tmp_path, golden):
     assert "tum: averaged over 1 of 1 sequences" in res.stdout
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.dist
 @pytest.mark.slow
 def test_torchrun_splits_sequences_across_two_processes(data_root, tmp_path, golden):
     root, _ = data_root
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            "-m", "monst3r.eval.pose", "--eval_dataset=tum", f"--output_dir={tmp_path}", f"--eval_data_root={root}",
            f"--model={tiny_model_string(golden)}", *FAST]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

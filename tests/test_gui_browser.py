@@ -7,7 +7,6 @@ error toast) and the files on disk; then Run without frames shows the one-line e
 """
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,25 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+from server_helpers import free_port, launch_chromium, require, require_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 N_FRAMES = 4
-
-
-def _require(what: str, ok: bool):
-    if not ok:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI: {what} is missing (make test installs it; chromium: apt-get install chromium)")
-        pytest.skip(f"needs {what}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _non_loopback_addresses():
@@ -72,13 +58,12 @@ def frames(tmp_path_factory):
 
 
 def test_gui_runs_the_demo_in_headless_chromium(frames, tmp_path, golden):
-    _require("gradio", __import__("importlib").util.find_spec("gradio") is not None)
-    _require("playwright", __import__("importlib").util.find_spec("playwright") is not None)
-    _require("Debian's chromium", CHROMIUM is not None)
+    require("gradio", __import__("importlib").util.find_spec("gradio") is not None)
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     weights = golden("model", "tiny_linear", "tiny_linear.pth")
-    port = _free_port()
+    port = free_port()
     out_root = tmp_path / "out"
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False",
                GRADIO_TEMP_DIR=str(tmp_path / "gradio_tmp"), PYTHONUNBUFFERED="1")
@@ -100,9 +85,7 @@ def test_gui_runs_the_demo_in_headless_chromium(frames, tmp_path, golden):
             assert _refused(host, port), f"the GUI answers on {host}: it must listen on 127.0.0.1 only"
 
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--enable-unsafe-swiftshader", "--use-angle=swiftshader"])
+            browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": 1280, "height": 1600})
             page.goto(f"http://127.0.0.1:{port}/")
             page.get_by_text("MonST3R Demo").first.wait_for(timeout=60000)

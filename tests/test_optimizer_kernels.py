@@ -12,7 +12,7 @@ from monst3r.cloud_opt import global_aligner
 from monst3r.cloud_opt.align_flow_kernels import default_chunk_rows, ego_flow_sum, pair_align_sum
 from monst3r.cloud_opt.loss_terms import smooth_l1_masked
 from monst3r.cloud_opt.self_masks import ego_flow
-from monst3r.cloud_opt.clean_confidences import _clean_confidences_loop, clean_confidences
+from monst3r.cloud_opt.clean_confidences import clean_confidences_loop, clean_confidences
 from monst3r.datasets.synthetic import SyntheticScene
 
 
@@ -286,7 +286,7 @@ def test_clean_confidences_matches_the_double_loop():
     c2w[:, 2, 3] = torch.linspace(0, 0.2, N)
     depth = [2 + 0.5 * torch.rand(H, W, generator=g) for _ in range(N)]
     conf = [1 + 5 * torch.rand(H, W, generator=g) for _ in range(N)]
-    ref = _clean_confidences_loop(conf, K, c2w, depth, 0.001, 0.0)
+    ref = clean_confidences_loop(conf, K, c2w, depth, 0.001, 0.0)
     for chunk in (H * W, 3 * H * W, 1 << 22):
         res = clean_confidences(conf, K, c2w, depth, chunk_pixels=chunk)
         assert sum(int((r == 0).sum()) for r in ref) > 0

@@ -343,6 +343,34 @@ def test_flow_network_wiring_each_pair_once(scene1):
     assert net.flow_valid_mask_i.shape == (E, 1, 48, 64) and net.flow_valid_mask_i.dtype == torch.bool
 
 
+def test_flows_and_masks_step_runs_before_the_optimizer(scene1, monkeypatch):
+    """global_aligner runs the flows-and-masks step on the parsed output and hands its result to the optimizer,
+    which then builds no network and runs no step; a PointCloudOptimizer constructed directly runs the same step
+    itself and ends in the same state (flows, self masks, parameters after a short run)."""
+    import monst3r.cloud_opt.optimizer as optimizer_module
+    from monst3r.cloud_opt import PointCloudOptimizer
+    sc, out, flows = scene1
+    direct = PointCloudOptimizer(out["view1"], out["view2"], out["pred1"], out["pred2"], flows=flows, **DEMO)
+
+    def no_step(*a, **k):
+        raise AssertionError("the optimizer ran the flows-and-masks step although it was given its result")
+    monkeypatch.setattr(optimizer_module, "prepare_flows_and_masks", no_step)
+    torch.manual_seed(0)
+    net = global_aligner(out, device="cpu", flows=flows, **DEMO)
+    monkeypatch.undo()
+    assert net.mask_source == "self" and set(net.timings) == {"flows", "self_masks"}
+    torch.testing.assert_close(net.flow_ij, direct.flow_ij, rtol=0, atol=0)
+    torch.testing.assert_close(net.flow_ji, direct.flow_ji, rtol=0, atol=0)
+    assert all(torch.equal(a, b) for a, b in zip(net.dynamic_masks, direct.dynamic_masks))
+    torch.manual_seed(0)
+    direct = PointCloudOptimizer(out["view1"], out["view2"], out["pred1"], out["pred2"], flows=flows, **DEMO)
+    for scene in (net, direct):
+        torch.manual_seed(1)
+        scene.compute_global_alignment(init="mst", niter=20, schedule="linear", lr=0.01)
+    torch.testing.assert_close(net.get_im_poses(), direct.get_im_poses(), rtol=0, atol=0)
+    torch.testing.assert_close(net.get_depthmaps(raw=True), direct.get_depthmaps(raw=True), rtol=0, atol=0)
+
+
 @pytest.mark.slow
 def test_flow_loss_with_ground_truth_flow_lowers_pose_error():
     """Issue 5: with exact flow, the flow loss lowers the trajectory error compared with no flow loss, on most scenes.

@@ -435,13 +435,13 @@ def test_write_error_leaves_the_previous_result(world, monkeypatch):
 def test_depth_evaluation_files_never_write_through_links(world):
     """The depth evaluation adds files one by one to folders shared by ranks: each file is replaced atomically
     (a link is replaced, not followed) and nothing else is touched."""
-    from monst3r.eval.depth import _save_depth
+    from monst3r.eval.depth import save_depth
 
     folder = world["out"] / "kitti_seq"
     folder.mkdir()
     (folder / "notes.md").write_text("mine")
     os.symlink(world["outside"] / "outside_sentinel.txt", folder / "00000depth.npy")
-    _save_depth(np.ones((4, 5), np.float32), folder, "/data/00000.png")
+    save_depth(np.ones((4, 5), np.float32), folder, "/data/00000.png")
     assert not (folder / "00000depth.npy").is_symlink() and np.load(folder / "00000depth.npy").shape == (4, 5)
     assert _names(folder) == {"notes.md", "00000depth.npy", "00000depth.png"}
     check_world(world)

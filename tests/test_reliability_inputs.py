@@ -21,6 +21,7 @@ from monst3r.errors import Monst3rInputError
 from monst3r.model import CheckpointError, load_model
 from monst3r.utils.image import load_images
 from monst3r.utils.parsing import SafeParseError, parse_criterion
+from pickle_payload import PicklePayload
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ("AsymmetricCroCo3DStereo(pos_embed='RoPE100', img_size=(64, 64), head_type='linear', output_mode='pts3d', "
@@ -124,17 +125,9 @@ def test_hf_folder_with_broken_config(golden, tmp_path):
         load_model(tmp_path / "empty")
 
 
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_legacy_pickle_with_code_is_refused_and_never_run(tmp_path):
     marker = tmp_path / "pwned"
-    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"model": {}, "args": _Payload(marker)}, protocol=2))
+    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"model": {}, "args": PicklePayload(marker)}, protocol=2))
     with pytest.raises(CheckpointError, match="refusing|not a MonST3R checkpoint"):
         load_model(tmp_path / "evil.pth")
     assert not marker.exists()
@@ -149,7 +142,7 @@ def test_flow_checkpoints(tmp_path):
     torch.save({"update_block.refine.0.gamma": torch.zeros(3)}, tmp_path / "partial.pth")
     torch.save({"a": 1}, tmp_path / "nt.pth")
     marker = tmp_path / "pwned"
-    torch.save({"x": _Payload(marker)}, tmp_path / "evil.pth")
+    torch.save({"x": PicklePayload(marker)}, tmp_path / "evil.pth")
     for name, expect in (("t.pth", "text file"), ("e.pth", "empty file"), ("x.safetensors", "safetensors"),
                          ("partial.pth", "does not match the network"), ("nt.pth", "does not hold a state dict"),
                          ("evil.pth", "refusing")):

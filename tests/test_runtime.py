@@ -28,13 +28,17 @@ def test_epoch_seed_is_deterministic_and_distinct():
 
 
 def test_shared_flags_are_declared_once_with_each_parsers_defaults():
-    from monst3r.eval.args import _SHARED, build_eval_parser
+    import argparse
+
+    from monst3r.eval.args import add_shared_arguments, build_eval_parser
     from monst3r.model_loading import OFFICIAL_MODEL_STRING, ORIGINAL_TRAIN_MODEL_STRING
     from monst3r.training import get_args_parser
 
     train = vars(get_args_parser().parse_args([]))
     ev = vars(build_eval_parser().parse_args([]))
-    names = [flag[2:] for flag, _ in _SHARED]
+    shared = argparse.ArgumentParser()
+    add_shared_arguments(shared, model_default="", training=False)
+    names = list(vars(shared.parse_args([])))
     assert len(names) == 30
     for name in names:
         if name == "model":

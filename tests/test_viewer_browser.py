@@ -8,8 +8,6 @@ with its scale factor shown in the GUI. ``MONST3R_SAVE_SCREENSHOT=path`` keeps t
 scene (how docs/viewer.png was made).
 """
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from server_helpers import free_port, launch_chromium, require_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module", params=[1.0, 1e6], ids=["unit_scale", "coords_1e6"])
@@ -53,13 +45,10 @@ def result_folder(tmp_path_factory, request):
 
 def test_viewer_renders_in_headless_chromium(result_folder):
     result_folder, factor = result_folder
-    if CHROMIUM is None or not pytest.importorskip("playwright"):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
-        pytest.skip("needs Debian's chromium package (apt-get install chromium) and playwright")
+    require_browser()
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
+    port = free_port()
     srv = subprocess.Popen([sys.executable, str(ROOT / "viser" / "visualizer_monst3r.py"), "--data",
                             str(result_folder), "--port", str(port), "--point_size", "0.01", "--camera_size", "0.05"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
@@ -72,9 +61,7 @@ def test_viewer_renders_in_headless_chromium(result_folder):
         assert srv.poll() is None, "viewer exited early"
         assert f"http://127.0.0.1:{port}" in line  # loopback by default
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--enable-unsafe-swiftshader", "--use-angle=swiftshader"])
+            browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.goto(f"http://127.0.0.1:{port}/")
             page.get_by_text("Timestep").first.wait_for(timeout=60000)

@@ -5,13 +5,13 @@ the script as a user would (a subprocess with ``--exit_after_build``, so a case 
 instead of serving forever).
 """
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from server_helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEWER = ROOT / "viser" / "visualizer_monst3r.py"
@@ -19,16 +19,18 @@ REALTIME = ROOT / "viser" / "visualizer_monst3r_realtime.py"
 N, H, W = 3, 24, 32
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(script: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(script), *args, "--exit_after_build", "--port", str(_free_port())],
+    return subprocess.run([sys.executable, str(script), *args, "--exit_after_build", "--port", str(free_port())],
                           capture_output=True, text=True, cwd=ROOT, timeout=300,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+
+
+def _damaged_copy(good: Path, folder: Path, case) -> tuple[Path, list]:
+    """Copy of the ``good`` folder at ``folder`` damaged by ``case`` = (damage, needles); returns (folder, needles)."""
+    damage, needles = case
+    shutil.copytree(good, folder)
+    damage(folder)
+    return folder, needles
 
 
 def _assert_one_error_line(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -114,10 +116,7 @@ CASES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_damaged_result_folder(good_folder, tmp_path, case):
-    damage, needles = CASES[case]
-    folder = tmp_path / "seq"
-    shutil.copytree(good_folder, folder)
-    damage(folder)
+    folder, needles = _damaged_copy(good_folder, tmp_path / "seq", CASES[case])
     line = _assert_one_error_line(_run(VIEWER, "--data", str(folder)), *needles)
     assert str(folder) in line or any(n in line for n in ("frame", "conf", "pred_")), line
 
@@ -165,10 +164,7 @@ RT_CASES = {
 
 @pytest.mark.parametrize("case", sorted(RT_CASES))
 def test_realtime_damaged_folder(realtime_folder, tmp_path, case):
-    damage, needles = RT_CASES[case]
-    folder = tmp_path / "rt"
-    shutil.copytree(realtime_folder, folder)
-    damage(folder)
+    folder, needles = _damaged_copy(realtime_folder, tmp_path / "rt", RT_CASES[case])
     _assert_one_error_line(_run(REALTIME, "--data_path", str(folder)), *needles)
 
 

@@ -48,41 +48,23 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from monst3r.errors import Monst3rInputError
-    from monst3r.viewer import show_viewer_log
+    from monst3r.viewer import build_scene, load_any, parse_scene_scale, run_viewer
 
-    show_viewer_log()
-    from monst3r.viewer import load_any, parse_scene_scale
+    def load():
+        return parse_scene_scale(args.scene_scale), load_any(args.data)
 
-    try:
-        scale = parse_scene_scale(args.scene_scale)
-        res = load_any(args.data)  # before importing viser: a bad folder fails fast
-    except Monst3rInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        import viser
-    except ImportError:
-        print("error: the viewer needs the 'viser' package: pip install -r requirements.txt", file=sys.stderr)
-        return 2
-    from monst3r.viewer import add_playback_gui, build_scene, serve
-
-    server = viser.ViserServer(host=args.host, port=args.port, verbose=False)
-    try:
+    def build(server, data):
+        scale, res = data
         nodes, _ = build_scene(server, res, conf_thre=args.conf_thre, fg_conf_thre=args.fg_conf_thre,
                                use_init_conf=args.init_conf, no_mask=args.no_mask, point_size=args.point_size,
                                camera_size=args.camera_size, cam_thickness=args.cam_thickness,
                                axes_scale=args.axes_scale, downsample=args.downsample,
                                bg_downsample=args.bg_downsample, max_frames=args.max_frames,
                                recenter=not args.no_recenter, scale=scale)
-    except Monst3rInputError as exc:
-        server.stop()
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    step, _ = add_playback_gui(server, nodes, fps=args.fps)
-    print(f"viewer: {len(nodes)} frames from {args.data} at http://{args.host}:{server.get_port()} "
-          f"(scene scale {server.monst3r_scene_scale:g}; Ctrl-C to stop)", flush=True)
-    return serve(server, step, args.exit_after_build)
+        return nodes, f"scene scale {server.monst3r_scene_scale:g}; Ctrl-C to stop"
+
+    return run_viewer(load, build, host=args.host, port=args.port, fps=args.fps,
+                      exit_after_build=args.exit_after_build, source=args.data)
 
 
 if __name__ == "__main__":

@@ -132,38 +132,26 @@ def main(argv=None) -> int:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--exit_after_build", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    from monst3r.errors import Monst3rInputError
-    from monst3r.viewer import parse_scene_scale, show_viewer_log
+    from monst3r.viewer import parse_scene_scale, run_viewer
 
-    show_viewer_log()
+    def load():
+        return load_frames(args.data_path, args.head2, args.conf_thre, args.max_frames, args.downsample_factor,
+                           parse_scene_scale(args.scene_scale))
 
-    try:
-        scale = parse_scene_scale(args.scene_scale)
-        frames, scale = load_frames(args.data_path, args.head2, args.conf_thre, args.max_frames,
-                                    args.downsample_factor, scale)
-    except Monst3rInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        import viser
-    except ImportError:
-        print("error: the viewer needs the 'viser' package (pip install viser)", file=sys.stderr)
-        return 2
-    from monst3r.viewer import add_playback_gui, serve
+    def build(server, data):
+        frames, scale = data
+        server.scene.set_up_direction("-y")
+        nodes = []
+        for k, (xyz, rgb) in enumerate(frames):
+            nodes.append(server.scene.add_frame(f"/frames/t{k}", show_axes=False))
+            server.scene.add_point_cloud(f"/frames/t{k}/points", points=xyz, colors=rgb,
+                                         point_size=args.point_size, point_shape="rounded", precision="float32")
+        with server.gui.add_folder("Scene"):
+            server.gui.add_text("Scene scale", initial_value=f"1 unit = {scale:g} result units", disabled=True)
+        return nodes, f"scene scale {scale:g}"
 
-    server = viser.ViserServer(host=args.host, port=args.port, verbose=False)
-    server.scene.set_up_direction("-y")
-    nodes = []
-    for k, (xyz, rgb) in enumerate(frames):
-        nodes.append(server.scene.add_frame(f"/frames/t{k}", show_axes=False))
-        server.scene.add_point_cloud(f"/frames/t{k}/points", points=xyz, colors=rgb, point_size=args.point_size,
-                                     point_shape="rounded", precision="float32")
-    with server.gui.add_folder("Scene"):
-        server.gui.add_text("Scene scale", initial_value=f"1 unit = {scale:g} result units", disabled=True)
-    step, _ = add_playback_gui(server, nodes, fps=args.fps)
-    print(f"viewer: {len(nodes)} frames from {args.data_path} at http://{args.host}:{server.get_port()} "
-          f"(scene scale {scale:g})", flush=True)
-    return serve(server, step, args.exit_after_build)
+    return run_viewer(load, build, host=args.host, port=args.port, fps=args.fps,
+                      exit_after_build=args.exit_after_build, source=args.data_path)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ try:  # oneDNN convolution with fused post-ops and pre-packed weights (what torc
 except (AttributeError, RuntimeError):  # pragma: no cover - PyTorch built without oneDNN
     _CONV_POINTWISE = _REORDER_WEIGHT = None
 
+#: this PyTorch has the fused oneDNN convolution (the fast CPU inference path of :func:`conv2d` can run)
+HAS_FUSED_CONV = _CONV_POINTWISE is not None
+
 
 class _PackedWeights(dict):
     """Per-conv cache of oneDNN-packed weights. Opaque oneDNN tensors cannot be deep-copied or pickled, so a copy

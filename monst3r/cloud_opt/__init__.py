@@ -56,8 +56,10 @@ import torch
 
 from monst3r.cloud_opt.base_opt import BasePCOptimizer
 from monst3r.cloud_opt.feed_forward import feed_forward_reconstruction
-from monst3r.cloud_opt.optimizer import PointCloudOptimizer
+from monst3r.cloud_opt.flows_and_masks import flows_and_masks_of_scene
+from monst3r.cloud_opt.optimizer import PointCloudOptimizer, check_optimizer_options
 from monst3r.cloud_opt.pair_viewer import PairViewer
+from monst3r.cloud_opt.scene_inputs import parse_scene
 from monst3r.errors import Monst3rInputError
 
 
@@ -71,9 +73,12 @@ def global_aligner(output: dict, device: str | torch.device = "cpu",
                    mode: GlobalAlignerMode | str = GlobalAlignerMode.PointCloudOptimizer, **optim_kw):
     """Build the scene for ``mode`` from the dict ``inference()`` returns (view1, view2, pred1, pred2).
 
-    Nothing is optimised here; with the flow loss on, the PointCloudOptimizer runs the step before optimisation
-    (``flows_and_masks.prepare_flows_and_masks``: optical flows, self motion masks, SAM2) on the parsed pairs. ``ModularPointCloudOptimizer`` is broken in the original and not provided: use
-    PointCloudOptimizer (its presets freeze parameters).
+    Nothing is optimised here. For the PointCloudOptimizer the network output is parsed once
+    (``scene_inputs.parse_scene``), then, with the flow loss on, the step before optimisation runs on it
+    (``flows_and_masks.flows_and_masks_of_scene``: optical flows, self motion masks, SAM2), and the optimizer is
+    built from both (``parsed=``, ``flows_and_masks=``): it receives the flows and masks instead of building
+    networks. ``ModularPointCloudOptimizer`` is broken in the original and not provided: use PointCloudOptimizer
+    (its presets freeze parameters).
     """
     if not isinstance(output, dict):
         raise Monst3rInputError("global_aligner expects the dict returned by inference()")
@@ -83,12 +88,15 @@ def global_aligner(output: dict, device: str | torch.device = "cpu",
     view1, view2, pred1, pred2 = (output[k] for k in ("view1", "view2", "pred1", "pred2"))
     mode = GlobalAlignerMode(mode.value if isinstance(mode, GlobalAlignerMode) else mode)
     if mode == GlobalAlignerMode.PointCloudOptimizer:
-        cls = PointCloudOptimizer
+        check_optimizer_options(**optim_kw)  # before the (possibly long) flows-and-masks step
+        parsed = parse_scene(view1, view2, pred1, pred2, optim_kw.get("dynamic_masks"), device)
+        step = flows_and_masks_of_scene(parsed, device, **optim_kw)
+        net = PointCloudOptimizer(view1, view2, pred1, pred2, device=device, parsed=parsed, flows_and_masks=step,
+                                  **optim_kw)
     elif mode == GlobalAlignerMode.PairViewer:
-        cls = PairViewer
+        net = PairViewer(view1, view2, pred1, pred2, device=device, **optim_kw)
     else:
         raise NotImplementedError(f"unknown Optimizer mode {mode}")
-    net = cls(view1, view2, pred1, pred2, device=device, **optim_kw)
     return net.to(device)
 
 

@@ -20,18 +20,40 @@ import torch.nn as nn
 
 from monst3r.cloud_opt.adam_loop import global_alignment_loop
 from monst3r.cloud_opt.align_flow_kernels import quat_param_to_rotmat_fast, signed_expm1_fn
-from monst3r.cloud_opt.edges import check_edges, edge_str, is_symmetric_edge_set
-from monst3r.cloud_opt.loss_weights import ALL_DISTS, get_conf_trf
-from monst3r.cloud_opt.padded_rows import nonfinite_rows, ravel_pad_stack, stack_rows
-from monst3r.cloud_opt.scene_inputs import (check_user_masks, image_shapes, pair_predictions, parse_edges,
-                                             view_extras)
+from monst3r.cloud_opt.edges import edge_str
+from monst3r.cloud_opt.loss_weights import get_conf_trf, get_dist
+from monst3r.cloud_opt.scene_inputs import ParsedScene, parse_scene
 from monst3r.cloud_opt.scene_init import SceneInit
 from monst3r.cloud_opt.scene_results import SceneResults
-from monst3r.errors import Monst3rInputError
 from monst3r.utils.geometry import intrinsics_from_focal_pp, signed_log1p
 from monst3r.utils.timing import StageTimer
 
 log = logging.getLogger(__name__)
+
+
+def edge_rows(buffer: str, side: int, doc: str) -> property:
+    """Property: the view-1 (``side`` 0: rows ``[:E]``) or view-2 (1: rows ``[E:]``) half of the ``[2E, ...]``
+    buffer attribute ``buffer`` (a view, no copy)."""
+    def rows(self) -> torch.Tensor:
+        buf = getattr(self, buffer)
+        return buf[:self.n_edges] if side == 0 else buf[self.n_edges:]
+    return property(rows, doc=doc)
+
+
+def edge_views(name: str, rows: str, side: int, channels_first: bool, doc: str) -> property:
+    """Property: ``{"i_j": view}`` of the rows attribute ``rows`` per edge, at the size of image i (``side`` 0) or
+    j (1), keyed like the original (built once, cached under ``name``)."""
+    return property(lambda self: self._edge_dict(name, getattr(self, rows), side, channels_first=channels_first),
+                    doc=doc)
+
+
+def image_views(buffer: str, doc: str) -> property:
+    """Property: the list of ``[H, W, ...]`` views of each image's row of the ``[N, maxHW, ...]`` buffer attribute
+    ``buffer``."""
+    def views(self) -> list[torch.Tensor]:
+        buf = getattr(self, buffer)
+        return [self._unravel(buf[k], k) for k in range(self.n_imgs)]
+    return property(views, doc=doc)
 
 
 class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
@@ -44,7 +66,9 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
     ``rand_pose`` initial pose sampler; ``verbose``: progress bars.
     Additions: ``device`` (everything is built there), ``faithful`` (reproduce the original's documented
     bugs, optimizer.md section 14; default False = corrected behaviour, see each use),
-    ``dynamic_masks`` (``[N, H, W]`` bool, user-supplied moving-object masks that replace the views' masks).
+    ``dynamic_masks`` (``[N, H, W]`` bool, user-supplied moving-object masks that replace the views' masks),
+    ``parsed`` (the views and predictions already parsed by ``scene_inputs.parse_scene`` on ``device``, as
+    ``global_aligner`` does before the flows-and-masks step; they are then not read again).
     """
 
     has_im_poses = False
@@ -53,7 +77,8 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
                  min_conf_thr: float = 3, thr_for_init_conf: bool = False, base_scale: float = 0.5,
                  allow_pw_adaptors: bool = False, pw_break: float = 20, rand_pose=torch.randn,
                  empty_cache: bool = False, verbose: bool = True, faithful: bool = False,
-                 device: str | torch.device | None = None, dynamic_masks=None, **unused: Any):
+                 device: str | torch.device | None = None, dynamic_masks=None, parsed: ParsedScene | None = None,
+                 **unused: Any):
         super().__init__()
         if unused:
             log.debug("ignored global-aligner options: %s", sorted(unused))
@@ -64,9 +89,7 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
         self.min_conf_thr = min_conf_thr
         self.thr_for_init_conf = thr_for_init_conf
         self.conf_trf = get_conf_trf(conf)
-        if dist not in ALL_DISTS:
-            raise ValueError(f"bad dist {dist!r}; use one of {sorted(ALL_DISTS)}")
-        self.dist = ALL_DISTS[dist]
+        self.dist = get_dist(dist)
         self.base_scale = base_scale
         self.pw_break = pw_break
         self.norm_pw_scale = True
@@ -75,7 +98,9 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
         self.history: dict[str, list] = dict(loss=[], flow=[], lr=[])
         self.timings: dict[str, float] = {}
 
-        self._parse(view1, view2, pred1, pred2, dynamic_masks)
+        # the network output, parsed here unless global_aligner already did (before the flows-and-masks step)
+        self._adopt(parsed if parsed is not None else parse_scene(view1, view2, pred1, pred2, dynamic_masks,
+                                                                   self.device))
 
         E = self.n_edges
         self.pw_poses = nn.Parameter(rand_pose((E, 1 + self.POSE_DIM)).float().to(self.device))
@@ -86,46 +111,29 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
     POSE_DIM = 7
 
     # ------------------------------------------------------------------------------------------------------
-    # parsing and validation of the network output
+    # the parsed network output (scene_inputs.parse_scene)
     # ------------------------------------------------------------------------------------------------------
-    def _parse(self, view1, view2, pred1, pred2, dynamic_masks) -> None:
-        """Validate the network output and build the scene's buffers (see the module docstring)."""
-        self.edges, idx1, idx2 = parse_edges(view1, view2, pred1, pred2)
-        E = len(self.edges)
-        self.n_imgs = check_edges(self.edges)
-        if self.n_imgs < 2:
-            raise Monst3rInputError(f"global alignment needs at least 2 images, got {self.n_imgs}")
-        self.is_symmetrized = is_symmetric_edge_set(self.edges)
-        # per-edge views of the inputs (no copies; converted to float32 when stacked)
-        pts_i, pts_j, conf_i, conf_j = pair_predictions(pred1, pred2, E)
-        self.imshapes: list[tuple[int, int]] = image_shapes(self.edges, self.n_imgs, pts_i, pts_j, conf_i, conf_j)
-        self.max_area = max(h * w for h, w in self.imshapes)
-        self.same_size = len(set(self.imshapes)) == 1
-        self._register_pair_buffers(pts_i + pts_j, conf_i + conf_j)
-        del pts_i, pts_j, conf_i, conf_j
-        self._register_view_buffers(view_extras(view1, view2, idx1, idx2, E, self.imshapes), dynamic_masks)
-
-    def _register_pair_buffers(self, pts: list[torch.Tensor], confs: list[torch.Tensor]) -> None:
-        """Stacked predictions ``[2E, 3, maxHW]`` / confidences ``[2E, maxHW]`` (view-1 rows, then view-2 rows), edge
-        indices and areas, the valid-pixel mask and the per-image confidences."""
-        E = self.n_edges
+    def _adopt(self, parsed: ParsedScene) -> None:
+        """Take over the buffers of the parsed network output (no copies; see the module docstring): stacked
+        predictions ``[2E, 3, maxHW]`` / confidences ``[2E, maxHW]`` (view-1 rows, then view-2 rows), edge indices
+        and areas, the valid-pixel mask, per-image confidences, images ``[N, maxHW, 3]``, dynamic masks
+        ``[N, maxHW]`` (user's, views', or none), camera poses and paths."""
+        self.edges = parsed.edges
+        self.n_imgs = parsed.n_imgs
+        self.is_symmetrized = parsed.is_symmetrized
+        self.imshapes: list[tuple[int, int]] = parsed.imshapes
+        self.max_area = A = parsed.max_area
+        self.same_size = parsed.same_size
         dev = self.device
-        ei = [i for i, _ in self.edges]
-        ej = [j for _, j in self.edges]
-        self.register_buffer("_ei", torch.tensor(ei, dtype=torch.long, device=dev), persistent=False)
-        self.register_buffer("_ej", torch.tensor(ej, dtype=torch.long, device=dev), persistent=False)
-        A = self.max_area
-        # channels-first [2E, 3, maxHW] (view-1 predictions of all pairs, then view-2 ones): the layout the fused
-        # loss kernel wants, one call for both views. This buffer and the confidences are the only per-pair copies
-        # of the predictions (every per-edge accessor below is a view); built chunk by chunk on the device.
-        self.register_buffer("_pred_t", stack_rows(pts, A, 3, dev), persistent=False)
-        self.register_buffer("_stacked_conf", stack_rows(confs, A, 0, dev), persistent=False)
-        bad = nonfinite_rows(self._pred_t) | nonfinite_rows(self._stacked_conf)
-        if bool(bad.any()):
-            r = int(torch.nonzero(bad.view(2, E).T.reshape(-1))[0])  # first pair, view 1 before view 2
-            raise Monst3rInputError(f"{('pred1', 'pred2')[r % 2]} of pair {r // 2} contains NaN or inf values; "
-                                    "check the network input")
+        self.register_buffer("_ei", parsed.ei, persistent=False)
+        self.register_buffer("_ej", parsed.ej, persistent=False)
+        # channels-first [2E, 3, maxHW]: the layout the fused loss kernel wants, one call for both views. This buffer
+        # and the confidences are the only per-pair copies of the predictions (every per-edge accessor below is a
+        # view)
+        self.register_buffer("_pred_t", parsed.pred_t, persistent=False)
+        self.register_buffer("_stacked_conf", parsed.conf, persistent=False)
         areas = torch.tensor([h * w for h, w in self.imshapes], dtype=torch.float32)
+        ei, ej = parsed.ei.cpu(), parsed.ej.cpu()
         self.total_area_i = float(areas[ei].sum())
         self.total_area_j = float(areas[ej].sum())
         self.register_buffer("_edge_area_i", areas[ei].to(dev), persistent=False)
@@ -135,36 +143,16 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
         for k, (h, w) in enumerate(self.imshapes):
             valid[k, :h * w] = True
         self.register_buffer("_valid", valid.to(dev), persistent=False)
-
-        # per-image max confidence over every edge it appears in
-        im_conf = torch.zeros(self.n_imgs, A, device=dev)
-        im_conf.scatter_reduce_(0, self._ei[:, None].expand(-1, A), self._stacked_conf_i, reduce="amax")
-        im_conf.scatter_reduce_(0, self._ej[:, None].expand(-1, A), self._stacked_conf_j, reduce="amax")
-        self.register_buffer("_im_conf", im_conf, persistent=False)
-        self.register_buffer("_init_conf", im_conf.clone(), persistent=False)
-
-    def _register_view_buffers(self, extras: tuple, dynamic_masks) -> None:
-        """Images ``[N, maxHW, 3]``, dynamic masks ``[N, maxHW]`` (user's, views', or none), camera poses, paths."""
-        imgs, dyn, cams, paths = extras
-        A, dev = self.max_area, self.device
-        self.img_pathes = paths
-        imgs = [None if im is None else (im.float() * 0.5 + 0.5).clamp(0, 1) for im in imgs]
-        self.register_buffer("_imgs", ravel_pad_stack(
-            [im if im is not None else torch.zeros(*s, 3) for im, s in zip(imgs, self.imshapes)], A, 1).to(dev),
-            persistent=False)
-        self.has_images = all(im is not None for im in imgs)
-        self.has_view_masks = any(m is not None for m in dyn)
-        view_masks = [m if m is not None else torch.zeros(s, dtype=torch.bool) for m, s in zip(dyn, self.imshapes)]
-        if dynamic_masks is not None:
-            view_masks = check_user_masks(dynamic_masks, self.imshapes)
-            self.has_view_masks = True
-            self.mask_source = "user"
-        else:
-            self.mask_source = "views" if self.has_view_masks else "none"
-        self.register_buffer("_dyn", ravel_pad_stack([m.float() for m in view_masks], A).bool().to(dev),
-                             persistent=False)
-        self.user_dynamic_masks = dynamic_masks is not None
-        self.camera_poses = torch.stack(cams).to(dev) if all(c is not None for c in cams) else None
+        self.register_buffer("_im_conf", parsed.im_conf, persistent=False)
+        self.register_buffer("_init_conf", parsed.im_conf.clone(), persistent=False)
+        self.img_pathes = parsed.paths
+        self.register_buffer("_imgs", parsed.imgs, persistent=False)
+        self.has_images = parsed.has_images
+        self.has_view_masks = parsed.has_view_masks
+        self.mask_source = parsed.mask_source
+        self.register_buffer("_dyn", parsed.dyn, persistent=False)
+        self.user_dynamic_masks = parsed.user_masks
+        self.camera_poses = parsed.camera_poses
 
     # ------------------------------------------------------------------------------------------------------
     # views keyed like the original
@@ -185,32 +173,15 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
         """Channels-first ``[C, maxHW]`` padded row -> ``[H, W, C]`` view of image k."""
         return self._unravel(flat_t.transpose(0, 1), k)
 
-    @property
-    def _pred_i_t(self) -> torch.Tensor:
-        """``[E, 3, maxHW]`` view-1 points, channels first (view of the combined buffer)."""
-        return self._pred_t[:self.n_edges]
-
-    @property
-    def _pred_j_t(self) -> torch.Tensor:
-        return self._pred_t[self.n_edges:]
-
-    @property
-    def _stacked_conf_i(self) -> torch.Tensor:
-        """``[E, maxHW]`` raw view-1 confidences (zero padded)."""
-        return self._stacked_conf[:self.n_edges]
-
-    @property
-    def _stacked_conf_j(self) -> torch.Tensor:
-        return self._stacked_conf[self.n_edges:]
-
-    @property
-    def _stacked_pred_i(self) -> torch.Tensor:
-        """``[E, maxHW, 3]`` view-1 points (a strided view of the channels-first buffer)."""
-        return self._pred_i_t.transpose(1, 2)
-
-    @property
-    def _stacked_pred_j(self) -> torch.Tensor:
-        return self._pred_j_t.transpose(1, 2)
+    # views of the view-1 / view-2 rows of the [2E, ...] buffers
+    _pred_i_t = edge_rows("_pred_t", 0, "``[E, 3, maxHW]`` view-1 points, channels first")
+    _pred_j_t = edge_rows("_pred_t", 1, "``[E, 3, maxHW]`` view-2 points (in camera i), channels first")
+    _stacked_conf_i = edge_rows("_stacked_conf", 0, "``[E, maxHW]`` raw view-1 confidences (zero padded)")
+    _stacked_conf_j = edge_rows("_stacked_conf", 1, "``[E, maxHW]`` raw view-2 confidences (zero padded)")
+    _stacked_pred_i = property(lambda self: self._pred_i_t.transpose(1, 2),
+                               doc="``[E, maxHW, 3]`` view-1 points (a strided view of the channels-first buffer)")
+    _stacked_pred_j = property(lambda self: self._pred_j_t.transpose(1, 2),
+                               doc="``[E, maxHW, 3]`` view-2 points (a strided view of the channels-first buffer)")
 
     def _edge_dict(self, name: str, stacked: torch.Tensor, side: int, channels_first: bool = False
                    ) -> dict[str, torch.Tensor]:
@@ -221,46 +192,20 @@ class BasePCOptimizer(SceneInit, SceneResults, nn.Module):
                                 for e, (i, j) in enumerate(self.edges)}
         return self._cache[key]
 
-    @property
-    def pred_i(self) -> dict[str, torch.Tensor]:
-        """``{"i_j": [H, W, 3]}`` view-1 points (camera-i frame)."""
-        return self._edge_dict("pred_i", self._pred_i_t, 0, channels_first=True)
-
-    @property
-    def pred_j(self) -> dict[str, torch.Tensor]:
-        """``{"i_j": [H, W, 3]}`` view-2 points in camera i."""
-        return self._edge_dict("pred_j", self._pred_j_t, 1, channels_first=True)
-
-    @property
-    def conf_i(self) -> dict[str, torch.Tensor]:
-        return self._edge_dict("conf_i", self._stacked_conf_i, 0)
-
-    @property
-    def conf_j(self) -> dict[str, torch.Tensor]:
-        return self._edge_dict("conf_j", self._stacked_conf_j, 1)
+    pred_i = edge_views("pred_i", "_pred_i_t", 0, True, '``{"i_j": [H, W, 3]}`` view-1 points (camera-i frame)')
+    pred_j = edge_views("pred_j", "_pred_j_t", 1, True, '``{"i_j": [H, W, 3]}`` view-2 points in camera i')
+    conf_i = edge_views("conf_i", "_stacked_conf_i", 0, False, '``{"i_j": [H, W]}`` raw view-1 confidences')
+    conf_j = edge_views("conf_j", "_stacked_conf_j", 1, False, '``{"i_j": [H, W]}`` raw view-2 confidences')
 
     @property
     def n_edges(self) -> int:
         return len(self.edges)
 
-    @property
-    def im_conf(self) -> list[torch.Tensor]:
-        """Per-image ``[H, W]`` max raw confidence (views: in-place edits change the scene)."""
-        return [self._unravel(self._im_conf[k], k) for k in range(self.n_imgs)]
-
-    @property
-    def init_conf_maps(self) -> list[torch.Tensor]:
-        return [self._unravel(self._init_conf[k], k) for k in range(self.n_imgs)]
-
-    @property
-    def imgs(self) -> list[torch.Tensor]:
-        """Per-image ``[H, W, 3]`` RGB in [0, 1]."""
-        return [self._unravel(self._imgs[k], k) for k in range(self.n_imgs)]
-
-    @property
-    def dynamic_masks(self) -> list[torch.Tensor]:
-        """Per-image ``[H, W]`` bool moving-object masks (those the flow loss ignores)."""
-        return [self._unravel(self._dyn[k], k) for k in range(self.n_imgs)]
+    im_conf = image_views("_im_conf", "Per-image ``[H, W]`` max raw confidence (views: in-place edits change the "
+                                      "scene)")
+    init_conf_maps = image_views("_init_conf", "Per-image ``[H, W]`` max raw confidence before any clean-up")
+    imgs = image_views("_imgs", "Per-image ``[H, W, 3]`` RGB in [0, 1]")
+    dynamic_masks = image_views("_dyn", "Per-image ``[H, W]`` bool moving-object masks (those the flow loss ignores)")
 
     @property
     def str_edges(self) -> list[str]:

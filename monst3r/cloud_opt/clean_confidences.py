@@ -33,7 +33,7 @@ def clean_confidences(confs: Sequence[torch.Tensor], K: torch.Tensor, c2w: torch
     shapes = [tuple(c.shape) for c in confs]
     same = len(set(shapes)) == 1
     if not same:
-        return _clean_confidences_loop(confs, K, c2w, depths, tol, bad_conf)
+        return clean_confidences_loop(confs, K, c2w, depths, tol, bad_conf)
     H, W = shapes[0]
     dev = confs[0].device
     res = torch.stack([c.detach() for c in confs]).clone().reshape(N, H * W)  # running maps
@@ -73,8 +73,9 @@ def clean_confidences(confs: Sequence[torch.Tensor], K: torch.Tensor, c2w: torch
     return list(res.view(N, H, W).unbind(0))
 
 
-def _clean_confidences_loop(confs, K, c2w, depths, tol, bad_conf) -> list[torch.Tensor]:
-    """Reference double loop (images of different sizes)."""
+def clean_confidences_loop(confs, K, c2w, depths, tol, bad_conf) -> list[torch.Tensor]:
+    """Reference double loop of :func:`clean_confidences` (used for images of different sizes; the tests compare
+    the batched path with it)."""
     res = [c.clone() for c in confs]
     N = len(res)
     w2c = rigid_inverse(c2w.float())

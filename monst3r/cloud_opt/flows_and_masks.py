@@ -3,21 +3,24 @@
 
 :func:`prepare_flows_and_masks` takes the pair predictions of a scene and returns the :class:`PairFlows` and the
 per-frame dynamic masks the optimizer uses; the flow network (``flow_model`` or ``flow_checkpoint`` /
-``sintel_ckpt``) and the SAM2 predictor are built here, never by the optimizer. ``global_aligner`` /
-``PointCloudOptimizer`` run it once, after parsing the network output and before any optimisation, with the
-options of the original (``flows``, ``flow_model``, ``flow_checkpoint``, ``sintel_ckpt``, ``use_self_mask``,
-``sam2_mask_refine``, ``sam2_checkpoint``, ``sam2_config``, ``sam2_predictor``, ...).
+``sintel_ckpt``) and the SAM2 predictor are built here, never by the optimizer. ``global_aligner`` runs it
+(:func:`flows_and_masks_of_scene`) on the parsed network output, before building the optimizer, and hands the
+result over (``PointCloudOptimizer(..., flows_and_masks=...)``); a ``PointCloudOptimizer`` constructed directly
+runs the same step itself. Options are the original's (``flows``, ``flow_model``, ``flow_checkpoint``,
+``sintel_ckpt``, ``use_self_mask``, ``sam2_mask_refine``, ``sam2_checkpoint``, ``sam2_config``,
+``sam2_predictor``, ...).
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
 from monst3r.cloud_opt.pair_flows import PairFlows
 from monst3r.cloud_opt.sam2_refine import refine_motion_masks_with_sam2
+from monst3r.cloud_opt.scene_inputs import ParsedScene
 from monst3r.cloud_opt.self_masks import motion_masks_from_pairs
 from monst3r.errors import Monst3rInputError
 from monst3r.utils.timing import StageTimer
@@ -46,17 +49,32 @@ class PairPredictions:
     user_masks: bool
     symmetrized: bool
 
+    @classmethod
+    def from_buffers(cls, edges: Sequence[tuple[int, int]], shape: tuple[int, int], pred_t: torch.Tensor,
+                     conf: torch.Tensor, imgs: torch.Tensor, dyn: torch.Tensor, user_masks: bool,
+                     symmetrized: bool) -> "PairPredictions":
+        """Views (no copies) of the scene's padded buffers (``scene_inputs.ParsedScene``, images of one size
+        ``shape`` = (H, W)): pred_t ``[2E, 3, HW]``, conf ``[2E, HW]``, imgs ``[N, HW, 3]``, dyn ``[N, HW]``."""
+        H, W = shape
+        E, N = len(edges), len(imgs)
+        return cls(edges=edges, pred_i=pred_t[:E].transpose(1, 2).unflatten(1, (H, W)),
+                   pred_j=pred_t[E:].transpose(1, 2).unflatten(1, (H, W)), conf_i=conf[:E].reshape(E, H, W),
+                   conf_j=conf[E:].reshape(E, H, W), imgs=imgs.reshape(N, H, W, 3), masks=dyn.reshape(N, H, W),
+                   user_masks=user_masks, symmetrized=symmetrized)
+
 
 @dataclass
 class FlowsAndMasks:
     """Result of the step: ``flows``; ``masks`` ``[N, H, W]`` bool the loss uses (None: keep the input masks);
-    ``mask_source`` ('self' or None: unchanged); ``sam2_masks`` (list of N ``[H, W]`` bool, SAM2 only) and
-    ``sam2_status`` ('off', 'refined', 'skipped: <reason>')."""
+    ``mask_source`` ('self' or None: unchanged); ``sam2_masks`` (list of N ``[H, W]`` bool, SAM2 only),
+    ``sam2_status`` ('off', 'refined', 'skipped: <reason>') and ``timings`` (seconds of the phases 'flows',
+    'self_masks', 'sam2' when the step ran outside the optimizer; added to its ``timings``)."""
     flows: PairFlows
     masks: torch.Tensor | None = None
     mask_source: str | None = None
     sam2_masks: list | None = None
     sam2_status: str = "off"
+    timings: dict = field(default_factory=dict)
 
 
 def load_pair_flows(p: PairPredictions, device: torch.device, flows=None, flow_model=None,
@@ -127,4 +145,30 @@ def prepare_flows_and_masks(p: PairPredictions, device: torch.device, timer: Sta
             if sam2_only is not None:
                 out.sam2_masks = list(sam2_only.unbind(0))
                 out.masks = masks | sam2_only  # the loss uses the union (optimizer.md 7.3)
+    return out
+
+
+#: options of ``global_aligner`` / ``PointCloudOptimizer`` that the step reads (keyword names of
+#: :func:`prepare_flows_and_masks`, whose defaults are the optimizer's)
+STEP_OPTIONS = ("flows", "flow_model", "flow_checkpoint", "sintel_ckpt", "use_self_mask", "sam2_mask_refine",
+                "motion_mask_thre", "min_conf_thr", "niter_PnP_pairs", "faithful", "sam2_checkpoint", "sam2_config",
+                "sam2_predictor")
+
+
+def flows_and_masks_of_scene(scene: ParsedScene, device: torch.device | str, **optim_kw) -> FlowsAndMasks | None:
+    """The step before optimisation on a parsed scene, as ``global_aligner`` runs it before building the
+    optimizer: None when the optimizer would not run it (flow loss off, or images of different sizes: the
+    optimizer then disables the flow loss with a warning). ``optim_kw``: the optimizer's options (those of
+    :data:`STEP_OPTIONS` are read, the others ignored); the phase times go to the result's ``timings``."""
+    if float(optim_kw.get("flow_loss_weight", 0.0)) <= 0 or not scene.same_size:
+        return None
+    device = torch.device(device)
+    p = PairPredictions.from_buffers(scene.edges, scene.imshapes[0], scene.pred_t, scene.conf, scene.imgs,
+                                     scene.dyn, scene.user_masks, scene.is_symmetrized)
+    opts = {k: optim_kw[k] for k in STEP_OPTIONS if k in optim_kw}
+    if "faithful" in opts:
+        opts["faithful"] = bool(opts["faithful"])
+    timings: dict = {}
+    out = prepare_flows_and_masks(p, device, StageTimer(device, timings), **opts)
+    out.timings = timings
     return out

@@ -31,3 +31,20 @@ def l2_dist(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Ten
 
 
 ALL_DISTS = dict(l1=l1_dist, l2=l2_dist)
+
+
+def get_dist(name: str) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The point distance ``name`` ('l1' or 'l2') of :data:`ALL_DISTS`; ValueError otherwise."""
+    if name not in ALL_DISTS:
+        raise ValueError(f"bad dist {name!r}; use one of {sorted(ALL_DISTS)}")
+    return ALL_DISTS[name]
+
+
+FLOW_LOSS_FNS = ("smooth_l1", "mse")
+
+
+def check_flow_loss_fn(name: str) -> str:
+    """``name`` when it is a flow loss of :data:`FLOW_LOSS_FNS`; ValueError otherwise."""
+    if name not in FLOW_LOSS_FNS:
+        raise ValueError(f"bad flow_loss_fn {name!r}; use 'smooth_l1' or 'mse'")
+    return name

@@ -32,7 +32,7 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _as_image_tensor(imgs: Union[torch.Tensor, Sequence]) -> torch.Tensor:
+def as_image_tensor(imgs: Union[torch.Tensor, Sequence]) -> torch.Tensor:
     """``imgs`` ([N, H, W, 3] tensor, or a list of [H, W, 3] arrays/tensors) -> float32 tensor [N, H, W, 3]."""
     if isinstance(imgs, torch.Tensor):
         return imgs.float()
@@ -61,7 +61,7 @@ def compute_pair_flows(flow_model: nn.Module, imgs: Union[torch.Tensor, Sequence
         ``valid_j [E, 1, H, W]`` bool = ``flow_validity_mask(flow_ji, flow_ij)``.
     """
     device = _model_device(flow_model)
-    images = _as_image_tensor(imgs)
+    images = as_image_tensor(imgs)
     n, h, w, _ = images.shape
     if len(edges) == 0:
         empty = torch.zeros(0, 2, h, w, device=device)

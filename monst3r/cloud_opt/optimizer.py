@@ -28,6 +28,7 @@ from monst3r.cloud_opt.adam_loop import run_adam
 from monst3r.cloud_opt.alignment_loss import AlignmentLoss, DecodedVariables, SubProblem
 from monst3r.cloud_opt.base_opt import BasePCOptimizer
 from monst3r.cloud_opt.flows_and_masks import FlowsAndMasks, PairPredictions, prepare_flows_and_masks
+from monst3r.cloud_opt.loss_weights import check_flow_loss_fn, get_conf_trf, get_dist
 from monst3r.cloud_opt.padded_rows import ravel_pad_stack
 from monst3r.cloud_opt.pair_flows import PairFlows
 from monst3r.cloud_opt.presets import ScenePresets
@@ -36,6 +37,15 @@ from monst3r.utils.geometry import xy_grid
 from monst3r.utils.timing import StageTimer
 
 log = logging.getLogger(__name__)
+
+
+def check_optimizer_options(dist: str = "l1", conf: str = "log", flow_loss_fn: str = "smooth_l1",
+                            **unused: Any) -> None:
+    """ValueError for a bad ``dist``, ``conf`` or ``flow_loss_fn`` option: the constructors' own checks, which
+    ``global_aligner`` runs before the flows-and-masks step."""
+    get_dist(dist)
+    get_conf_trf(conf)
+    check_flow_loss_fn(flow_loss_fn)
 
 
 class PointCloudOptimizer(ScenePresets, AlignmentLoss, BasePCOptimizer):
@@ -56,7 +66,10 @@ class PointCloudOptimizer(ScenePresets, AlignmentLoss, BasePCOptimizer):
     ``sam2_checkpoint`` / ``sam2_config``; ``sam2_predictor`` (an already-built SAM2 video predictor, re-used
     instead of building one: the streaming mode shares one across its chunks); ``chunk_size`` (pairs per chunk of the loss kernels, all modes;
     default: a per-device pixel budget, see ``align_flow_kernels.CHUNK_PIXELS``);
-    ``niter_PnP_pairs`` (RANSAC iterations of the motion-mask pair views, 100); ``faithful`` (see base class).
+    ``niter_PnP_pairs`` (RANSAC iterations of the motion-mask pair views, 100); ``faithful`` (see base class);
+    ``flows_and_masks``: the result of the step before optimisation (``flows_and_masks.flows_and_masks_of_scene``,
+    as ``global_aligner`` computes it): used as given, the flow / SAM2 options above are then not read and no
+    network is built; without it (and with the flow loss on) the optimizer runs that step itself.
     """
 
     has_im_poses = True
@@ -71,7 +84,8 @@ class PointCloudOptimizer(ScenePresets, AlignmentLoss, BasePCOptimizer):
                  window_size: int = 100, window_overlap_ratio: float = 0.5, prev_video_results: dict | None = None,
                  flows=None, flow_model=None, flow_checkpoint: str | None = None, flow_use_validity: bool = False,
                  sam2_checkpoint: str | None = None, sam2_config: str | None = None, chunk_size: int | None = None,
-                 niter_PnP_pairs: int = 100, sam2_predictor=None, **kw: Any):
+                 niter_PnP_pairs: int = 100, sam2_predictor=None, flows_and_masks: FlowsAndMasks | None = None,
+                 **kw: Any):
         super().__init__(*args, **kw)
         self.focal_break = focal_break
         self.shared_focal = shared_focal
@@ -88,9 +102,7 @@ class PointCloudOptimizer(ScenePresets, AlignmentLoss, BasePCOptimizer):
         self.use_self_mask = use_self_mask
         self.sam2_mask_refine = sam2_mask_refine
         self.flow_use_validity = flow_use_validity
-        if flow_loss_fn not in ("smooth_l1", "mse"):
-            raise ValueError(f"bad flow_loss_fn {flow_loss_fn!r}; use 'smooth_l1' or 'mse'")
-        self.flow_loss_fn = flow_loss_fn
+        self.flow_loss_fn = check_flow_loss_fn(flow_loss_fn)
         self.window_wise = window_wise
         self.batchify = batchify and not window_wise
         self.window_size = window_size
@@ -109,7 +121,9 @@ class PointCloudOptimizer(ScenePresets, AlignmentLoss, BasePCOptimizer):
                 log.warning("images have different sizes: the optical-flow loss and the self motion masks need "
                             "equal sizes and are disabled")
                 self.flow_loss_weight = 0.0
-            else:
+            elif flows_and_masks is not None:  # computed before the optimizer (global_aligner)
+                self._apply_flows_and_masks(flows_and_masks)
+            else:  # constructed directly: the same step, run here
                 self._apply_flows_and_masks(prepare_flows_and_masks(
                     self._pair_predictions(), self.device, StageTimer(self.device, self.timings), flows=flows,
                     flow_model=flow_model, flow_checkpoint=flow_checkpoint, sintel_ckpt=sintel_ckpt,
@@ -152,16 +166,13 @@ class PointCloudOptimizer(ScenePresets, AlignmentLoss, BasePCOptimizer):
     # ------------------------------------------------------------------------------------------------------
     def _pair_predictions(self) -> PairPredictions:
         """The inputs of the step before optimisation (images of one size)."""
-        H, W = self.imshapes[0]
-        E, N = self.n_edges, self.n_imgs
-        return PairPredictions(
-            edges=self.edges, pred_i=self._stacked_pred_i.unflatten(1, (H, W)),
-            pred_j=self._stacked_pred_j.unflatten(1, (H, W)), conf_i=self._stacked_conf_i.reshape(E, H, W),
-            conf_j=self._stacked_conf_j.reshape(E, H, W), imgs=self._imgs.reshape(N, H, W, 3),
-            masks=self._dyn.reshape(N, H, W), user_masks=self.user_dynamic_masks, symmetrized=self.is_symmetrized)
+        return PairPredictions.from_buffers(self.edges, self.imshapes[0], self._pred_t, self._stacked_conf,
+                                            self._imgs, self._dyn, self.user_dynamic_masks, self.is_symmetrized)
 
     @torch.no_grad()
     def _apply_flows_and_masks(self, res: FlowsAndMasks) -> None:
+        for k, v in res.timings.items():
+            self.timings[k] = self.timings.get(k, 0.0) + v
         self.pair_flows = res.flows
         if res.masks is not None:
             self._dyn.copy_(res.masks.reshape(self.n_imgs, -1))

@@ -12,7 +12,7 @@ from typing import List, NamedTuple, Optional, Sequence, Union
 
 import torch
 
-from monst3r.cloud_opt.optical_flow import _as_image_tensor
+from monst3r.cloud_opt.optical_flow import as_image_tensor
 
 MaskList = Union[torch.Tensor, List[torch.Tensor]]
 
@@ -79,7 +79,7 @@ def refine_motion_masks_with_sam2(imgs: Union[torch.Tensor, Sequence], masks: Ma
             f"with `bash data/download_ckpt.sh`.", stacklevel=2)
         return Sam2Refinement(masks, None, True, reason)
 
-    frames = _as_image_tensor(imgs).permute(0, 3, 1, 2).contiguous().to(device)  # [N, 3, H, W]
+    frames = as_image_tensor(imgs).permute(0, 3, 1, 2).contiguous().to(device)  # [N, 3, H, W]
     if predictor is None:
         predictor = sam2_adapter.build_video_predictor(config or sam2_adapter.DEFAULT_SAM2_CONFIG, ckpt_path, device)
     autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())

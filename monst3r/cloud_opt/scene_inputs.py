@@ -3,14 +3,21 @@
 The dict ``inference()`` returns (view1, view2, pred1, pred2, each a dict of per-pair entries stacked ``[E, ...]``
 or lists of E items) -> edges, per-edge predictions, image shapes and the per-image extras of the views (images,
 dynamic masks, camera poses, paths). Every user mistake raises ``Monst3rInputError`` saying what to do.
+
+:func:`parse_scene` does all of it at once and returns a :class:`ParsedScene`: the scene's buffers in the
+optimizer's padded layout, built once and read by the step before optimisation (``flows_and_masks.py``) and
+then adopted by the optimizer (``BasePCOptimizer(..., parsed=...)``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from monst3r.cloud_opt.edges import check_edges, is_symmetric_edge_set
+from monst3r.cloud_opt.padded_rows import nonfinite_rows, ravel_pad_stack, stack_rows
 from monst3r.errors import Monst3rInputError
 
 
@@ -143,3 +150,96 @@ def check_user_masks(masks, imshapes: list[tuple[int, int]]) -> list[torch.Tenso
         if tuple(m.shape) != imshapes[k]:
             raise Monst3rInputError(f"dynamic_masks[{k}] is {tuple(m.shape)} but image {k} is {imshapes[k]}")
     return ms
+
+
+@dataclass
+class ParsedScene:
+    """The network output of a scene in the optimizer's padded layout (E edges, N images, A = largest H*W, each
+    image raveled row-major and zero padded to A), on one device.
+
+    edges ``[(i, j)] * E``; imshapes ``[(H, W)] * N``; ei / ej ``[E]`` long image indices of the edges;
+    pred_t ``[2E, 3, A]`` channels-first points (view-1 rows of all edges, then view-2 rows, in camera i);
+    conf ``[2E, A]`` raw confidences (same rows); im_conf ``[N, A]`` max raw confidence of each image over its
+    edges; imgs ``[N, A, 3]`` RGB in [0, 1] (zeros without images); dyn ``[N, A]`` bool dynamic masks (user's,
+    views' or none); camera_poses ``[N, 4, 4]`` or None; paths: per-image file names or None.
+    """
+    edges: list[tuple[int, int]]
+    imshapes: list[tuple[int, int]]
+    ei: torch.Tensor
+    ej: torch.Tensor
+    pred_t: torch.Tensor
+    conf: torch.Tensor
+    im_conf: torch.Tensor
+    imgs: torch.Tensor
+    dyn: torch.Tensor
+    camera_poses: torch.Tensor | None
+    paths: list
+    has_images: bool
+    has_view_masks: bool
+    mask_source: str
+    user_masks: bool
+
+    @property
+    def n_imgs(self) -> int:
+        return len(self.imshapes)
+
+    @property
+    def max_area(self) -> int:
+        return max(h * w for h, w in self.imshapes)
+
+    @property
+    def same_size(self) -> bool:
+        return len(set(self.imshapes)) == 1
+
+    @property
+    def is_symmetrized(self) -> bool:
+        return is_symmetric_edge_set(self.edges)
+
+
+def parse_scene(view1: dict, view2: dict, pred1: dict, pred2: dict, dynamic_masks=None,
+                device: torch.device | str = "cpu") -> ParsedScene:
+    """Validate the network output and build the scene's buffers on ``device`` (see :class:`ParsedScene`);
+    ``dynamic_masks``: the user's ``[N, H, W]`` bool masks (replace the views' masks) or None."""
+    dev = torch.device(device)
+    edges, idx1, idx2 = parse_edges(view1, view2, pred1, pred2)
+    E = len(edges)
+    n_imgs = check_edges(edges)
+    if n_imgs < 2:
+        raise Monst3rInputError(f"global alignment needs at least 2 images, got {n_imgs}")
+    # per-edge views of the inputs (no copies; converted to float32 when stacked)
+    pts_i, pts_j, conf_i, conf_j = pair_predictions(pred1, pred2, E)
+    imshapes = image_shapes(edges, n_imgs, pts_i, pts_j, conf_i, conf_j)
+    A = max(h * w for h, w in imshapes)
+    # the only per-pair copies of the predictions, built chunk by chunk on the device
+    pred_t = stack_rows(pts_i + pts_j, A, 3, dev)
+    conf = stack_rows(conf_i + conf_j, A, 0, dev)
+    del pts_i, pts_j, conf_i, conf_j
+    bad = nonfinite_rows(pred_t) | nonfinite_rows(conf)
+    if bool(bad.any()):
+        r = int(torch.nonzero(bad.view(2, E).T.reshape(-1))[0])  # first pair, view 1 before view 2
+        raise Monst3rInputError(f"{('pred1', 'pred2')[r % 2]} of pair {r // 2} contains NaN or inf values; "
+                                "check the network input")
+    ei = torch.tensor([i for i, _ in edges], dtype=torch.long, device=dev)
+    ej = torch.tensor([j for _, j in edges], dtype=torch.long, device=dev)
+    # per-image max confidence over every edge it appears in
+    im_conf = torch.zeros(n_imgs, A, device=dev)
+    im_conf.scatter_reduce_(0, ei[:, None].expand(-1, A), conf[:E], reduce="amax")
+    im_conf.scatter_reduce_(0, ej[:, None].expand(-1, A), conf[E:], reduce="amax")
+    imgs, dyn, cams, paths = view_extras(view1, view2, idx1, idx2, E, imshapes)
+    imgs = [None if im is None else (im.float() * 0.5 + 0.5).clamp(0, 1) for im in imgs]
+    imgs_t = ravel_pad_stack([im if im is not None else torch.zeros(*s, 3) for im, s in zip(imgs, imshapes)], A,
+                             1).to(dev)
+    has_view_masks = any(m is not None for m in dyn)
+    masks = [m if m is not None else torch.zeros(s, dtype=torch.bool) for m, s in zip(dyn, imshapes)]
+    if dynamic_masks is not None:
+        masks = check_user_masks(dynamic_masks, imshapes)
+        has_view_masks = True
+        mask_source = "user"
+    else:
+        mask_source = "views" if has_view_masks else "none"
+    return ParsedScene(
+        edges=edges, imshapes=imshapes, ei=ei, ej=ej, pred_t=pred_t, conf=conf, im_conf=im_conf, imgs=imgs_t,
+        dyn=ravel_pad_stack([m.float() for m in masks], A).bool().to(dev),
+        camera_poses=torch.stack(cams).to(dev) if all(c is not None for c in cams) else None, paths=paths,
+        has_images=all(im is not None for im in imgs), has_view_masks=has_view_masks, mask_source=mask_source,
+        user_masks=dynamic_masks is not None)

@@ -62,54 +62,44 @@ class SceneResults:
         p = Path(path)
         return p / default_name if p.suffix == "" else p
 
+    def _save_field(self, field: str, write, *args, **result_kw):
+        """Write the ``field`` of ``self.result(**result_kw)`` with ``write(value, *args)``; returns the value."""
+        value = getattr(self.result(**result_kw), field)
+        write(value, *args)
+        return value
+
     def save_tum_poses(self, path):
         """Write ``pred_traj.txt`` (TUM: t x y z qw qx qy qz); ``path`` is a file or a folder."""
         from monst3r import io
-        rec = self.result()
-        io.write_tum_poses(rec.poses, self._out_path(path, io.TRAJ_FILE))
-        return rec.poses
+        return self._save_field("poses", io.write_tum_poses, self._out_path(path, io.TRAJ_FILE))
 
     def save_focals(self, path):
         from monst3r import io
-        rec = self.result()
-        io.write_focals(rec.focals, self._out_path(path, io.FOCAL_FILE))
-        return rec.focals
+        return self._save_field("focals", io.write_focals, self._out_path(path, io.FOCAL_FILE))
 
     def save_intrinsics(self, path):
         from monst3r import io
-        rec = self.result()
-        io.write_intrinsics(rec.intrinsics, self._out_path(path, io.INTRINSICS_FILE))
-        return rec.intrinsics
+        return self._save_field("intrinsics", io.write_intrinsics, self._out_path(path, io.INTRINSICS_FILE))
 
     def save_conf_maps(self, path):
         from monst3r import io
-        rec = self.result()
-        io.write_conf_maps(rec.confs, path, io.CONF_PATTERN)
-        return rec.confs
+        return self._save_field("confs", io.write_conf_maps, path, io.CONF_PATTERN)
 
     def save_init_conf_maps(self, path):
         from monst3r import io
-        rec = self.result()
-        io.write_conf_maps(rec.init_confs, path, io.INIT_CONF_PATTERN)
-        return rec.init_confs
+        return self._save_field("init_confs", io.write_conf_maps, path, io.INIT_CONF_PATTERN)
 
     def save_rgb_imgs(self, path):
         from monst3r import io
-        rec = self.result()
-        io.write_rgb(rec.rgb, path)
-        return rec.rgb
+        return self._save_field("rgb", io.write_rgb, path)
 
     def save_dynamic_masks(self, path, mask_source: str | None = None):
         """Write ``dynamic_mask_<i>.png``. Default: the masks the loss used; the original wrote the SAM2-only
         masks when SAM2 ran (``mask_source='sam2_only'``, automatically in faithful mode)."""
         from monst3r import io
         src = mask_source or ("sam2_only" if self.faithful else "used")
-        rec = self.result(mask_source=src)
-        io.write_dynamic_masks(rec.dynamic_masks, path)
-        return rec.dynamic_masks
+        return self._save_field("dynamic_masks", io.write_dynamic_masks, path, mask_source=src)
 
     def save_depth_maps(self, path):
         from monst3r import io
-        rec = self.result()
-        io.write_depth_maps(rec.depths, path)
-        return rec.depths
+        return self._save_field("depths", io.write_depth_maps, path)

@@ -18,7 +18,7 @@ from typing import Any, Dict, List
 import numpy as np
 import PIL.Image
 
-from monst3r.datasets.base.video_clips import Sequence_, VideoClipDataset
+from monst3r.datasets.base.video_clips import Sequence_, VideoClipDataset, sequence_folders
 from monst3r.datasets.camera_geometry import rigid_inverse_np
 
 DEPTH_SCALE = 1000.0 / 65535.0
@@ -41,8 +41,7 @@ class PointOdysseyDUSt3R(VideoClipDataset):
     def _load_sequences(self) -> List[Sequence_]:
         root = os.path.join(self.dataset_location, self.dset)
         seqs = []
-        for path in sorted(glob.glob(os.path.join(root, "*", ""))):
-            path = path.rstrip("/" + os.sep)
+        for path in sequence_folders(root, "*"):
             info, anno = os.path.join(path, "info.npz"), os.path.join(path, "anno.npz")
             if not (os.path.isfile(info) and os.path.isfile(anno)):
                 continue

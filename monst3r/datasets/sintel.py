@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 import PIL.Image
 
-from monst3r.datasets.base.video_clips import Sequence_, VideoClipDataset
+from monst3r.datasets.base.video_clips import Sequence_, VideoClipDataset, sequence_folders
 from monst3r.datasets.camera_geometry import rigid_inverse_np
 
 TAG_FLOAT = 202021.25
@@ -78,8 +78,7 @@ class SintelDUSt3R(VideoClipDataset):
 
     def _load_sequences(self) -> List[Sequence_]:
         seqs = []
-        for path in sorted(glob.glob(os.path.join(self.dataset_location, self.dset, "*", ""))):
-            path = path.rstrip("/" + os.sep)
+        for path in sequence_folders(self.dataset_location, self.dset, "*"):
             frames = sorted(glob.glob(os.path.join(path, "frame_*.png")))
             if frames:
                 seqs.append(Sequence_(os.path.basename(path), len(frames), dict(name=os.path.basename(path))))

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import PIL.Image
 
-from monst3r.datasets.base.video_clips import Sequence_, VideoClipDataset
+from monst3r.datasets.base.video_clips import Sequence_, VideoClipDataset, sequence_folders
 from monst3r.errors import Monst3rInputError
 from monst3r.datasets.camera_geometry import rigid_inverse_np
 
@@ -49,8 +49,7 @@ class SpringDUSt3R(VideoClipDataset):
 
     def _load_sequences(self) -> List[Sequence_]:
         seqs = []
-        for path in sorted(glob.glob(os.path.join(self.dataset_location, self.dset, "*", ""))):
-            path = path.rstrip("/" + os.sep)
+        for path in sequence_folders(self.dataset_location, self.dset, "*"):
             name = os.path.basename(path)
             if name in self.remove_seq_list:
                 continue

@@ -15,7 +15,7 @@ from typing import Any, Dict, List
 import numpy as np
 import PIL.Image
 
-from monst3r.datasets.base.video_clips import Sequence_, VideoClipDataset
+from monst3r.datasets.base.video_clips import Sequence_, VideoClipDataset, sequence_folders
 from monst3r.datasets.camera_geometry import quat_xyzw_to_rotmat
 
 TARTANAIR_K = np.array([[320.0, 0, 320.0], [0, 320.0, 240.0], [0, 0, 1]])
@@ -41,8 +41,7 @@ class TarTanAirDUSt3R(VideoClipDataset):
 
     def _load_sequences(self) -> List[Sequence_]:
         seqs = []
-        for path in sorted(glob.glob(os.path.join(self.dataset_location, "*", self.dset, "*", ""))):
-            path = path.rstrip("/" + os.sep)
+        for path in sequence_folders(self.dataset_location, "*", self.dset, "*"):
             rgbs = sorted(glob.glob(os.path.join(path, "image_left", "*_left.png")))
             pose_file = os.path.join(path, "pose_left.txt")
             if not rgbs or not os.path.isfile(pose_file):

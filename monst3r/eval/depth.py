@@ -30,11 +30,12 @@ import numpy as np
 import torch
 
 from monst3r.errors import Monst3rInputError
+from monst3r.eval.config import DepthEvalConfig
 from monst3r.eval.metadata import EvalDataset, get_dataset, list_sequences
 
 log = logging.getLogger(__name__)
 
-__all__ = ["depth_jobs", "predict_depth", "depth_file_names", "run_depth_evaluation", "main"]
+__all__ = ["depth_jobs", "predict_depth", "depth_file_names", "save_depth", "run_depth_evaluation", "main"]
 
 
 def depth_file_names(image_path: str) -> tuple[str, str]:
@@ -88,7 +89,9 @@ def predict_depth(image_path: str, model: torch.nn.Module, device: torch.device,
     return z.float().mean(dim=0).cpu().numpy().astype(np.float32)
 
 
-def _save_depth(depth: np.ndarray, folder: Path, image_path: str) -> None:
+def save_depth(depth: np.ndarray, folder: Path, image_path: str) -> None:
+    """Write the depth ``float32 [H, W]`` of ``image_path`` into ``folder``: ``<name>depth.npy`` and the min-max
+    normalised 8-bit preview (:func:`depth_file_names`), each replaced atomically."""
     import cv2
 
     from monst3r.io import atomic_file
@@ -106,8 +109,9 @@ def _save_depth(depth: np.ndarray, folder: Path, image_path: str) -> None:
             raise OSError(f"cannot write {folder / png_name}")
 
 
-def run_depth_evaluation(args: argparse.Namespace, model: torch.nn.Module, device: torch.device) -> dict:
-    """Predict every image of the dataset (this process's share); rank 0 then scores NYU-v2 when its GT exists.
+def run_depth_evaluation(cfg: DepthEvalConfig, model: torch.nn.Module, device: torch.device) -> dict:
+    """Predict every image of the dataset ``cfg.eval_dataset`` (this process's share); rank 0 then scores NYU-v2
+    when its GT exists.
 
     Returns ``{'n_images', 'jobs', 'metrics', 'n_local', 'failed'}`` where ``metrics`` is a
     :class:`monst3r.eval.video_depth.VideoDepthResult` (NYU with GT) or None, ``n_local`` the number of images
@@ -115,9 +119,9 @@ def run_depth_evaluation(args: argparse.Namespace, model: torch.nn.Module, devic
     """
     from monst3r.runtime import barrier, rank_world, split_for_rank, unwrap
 
-    info = get_dataset(args.eval_dataset)
-    root = str(getattr(args, "eval_data_root", ".") or ".")
-    jobs = depth_jobs(info, root, args.output_dir, args.seq_list, args.full_seq)
+    info = get_dataset(cfg.eval_dataset)
+    root = cfg.eval_data_root
+    jobs = depth_jobs(info, root, cfg.output_dir, cfg.seq_list, cfg.full_seq)
     if not jobs:
         raise Monst3rInputError(f"no images found for {info.name!r} under {info.root_dir(root)}; "
                                 + info.missing_data_hint())
@@ -125,48 +129,43 @@ def run_depth_evaluation(args: argparse.Namespace, model: torch.nn.Module, devic
     rank, world = rank_world()
     mine = split_for_rank(items, rank, world)
     model = unwrap(model).eval()
-    size = int(getattr(args, "eval_image_size", 512))
     from tqdm.auto import tqdm
 
     failed: dict[str, str] = {}
-    for item in tqdm(mine, disable=args.silent, desc=f"{info.name} depth", unit="img"):
+    for item in tqdm(mine, disable=not cfg.verbose, desc=f"{info.name} depth", unit="img"):
         k, path = item.split("\t", 1)
         folder = jobs[int(k)][1]
         folder.mkdir(parents=True, exist_ok=True)
         try:  # one unreadable image must not end the run; it is counted and named at the end
-            depth = predict_depth(path, model, device, size, crop=not args.no_crop)
+            depth = predict_depth(path, model, device, cfg.image_size, crop=cfg.crop)
         except Monst3rInputError as exc:
             failed[path] = str(exc)
             log.warning("depth of %s failed: %s", path, exc)
             continue
-        _save_depth(depth, folder, path)
+        save_depth(depth, folder, path)
     barrier()
     metrics = None
     gt_glob = info.depth_gt_glob(root, "")
     if info.name == "nyu" and rank == 0 and gt_glob and glob.glob(gt_glob):
         from monst3r.eval.video_depth import evaluate_dataset
 
-        metrics = evaluate_dataset("nyu", pred_dir=args.output_dir, root=root, device=str(device))
+        metrics = evaluate_dataset("nyu", pred_dir=cfg.output_dir, root=root, device=str(device))
     return {"n_images": len(items), "jobs": [(len(f), str(d)) for f, d in jobs], "metrics": metrics,
             "n_local": len(mine), "failed": failed}
 
 
 def main(args: argparse.Namespace, model: Optional[torch.nn.Module] = None) -> dict:
     """``launch.py --mode=eval_depth``: set up, predict, print where the maps are (and the NYU metrics)."""
-    from monst3r.eval.entry import build_eval_model
-    from monst3r.runtime import finish_distributed, init_distributed, rank_world, resolve_eval_device, \
-        seed_everything
+    from monst3r.eval.entry import start_eval_run
+    from monst3r.runtime import finish_distributed, init_distributed
 
-    created = init_distributed(args)
+    created = init_distributed(args)  # torchrun: fills args.rank/world_size/gpu as the original
     try:
-        rank, _ = rank_world()
-        device = resolve_eval_device(args)
-        seed_everything(int(args.seed) + rank)
-        os.makedirs(args.output_dir, exist_ok=True)
-        model = build_eval_model(args, device) if model is None else model.to(device)
-        out = run_depth_evaluation(args, model, device)
+        cfg = DepthEvalConfig.from_args(args)  # the one reading of the flags; only cfg travels further down
+        rank, device, model = start_eval_run(cfg, model)
+        out = run_depth_evaluation(cfg, model, device)
         if rank == 0:
-            print(f"{args.eval_dataset}: depth of {out['n_images']} images written under {args.output_dir}")
+            print(f"{cfg.eval_dataset}: depth of {out['n_images']} images written under {cfg.output_dir}")
             if out["metrics"] is not None:
                 from monst3r.eval.video_depth import format_table
 

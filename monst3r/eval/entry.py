@@ -2,45 +2,64 @@
 ``--pretrained``, the report of failed sequences, the exit status and the ``python -m monst3r.eval.<x>`` entry.
 
 ``launch.py`` parses the arguments and calls ``monst3r.eval.pose.main(args)`` / ``monst3r.eval.depth.main(args)``
-without setting anything up, so the entry points do it (evaluation spec §1): process group, devices and seeds
-from :mod:`monst3r.runtime`, the network from :func:`build_eval_model`.
+without setting anything up, so the entry points do it (evaluation spec §1): they turn ``args`` into their
+settings (:mod:`monst3r.eval.config`) and set up the process group, devices and seeds from :mod:`monst3r.runtime`
+and the network from :func:`build_eval_model`.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 
 import torch
 
+from monst3r.eval.config import EvalConfig
+
 log = logging.getLogger(__name__)
 
-__all__ = ["build_eval_model", "report_outcome", "exit_status", "run_cli"]
+__all__ = ["build_eval_model", "start_eval_run", "report_outcome", "exit_status", "run_cli"]
 
 
-def build_eval_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
-    """``--model`` (parsed safely) initialised from ``--pretrained`` (``ckpt['model']``, a model folder or a
-    ``.safetensors`` file; strict unless ``--pretrained_strict 0``); random weights, with a warning, without it."""
+def build_eval_model(cfg: EvalConfig, device: torch.device) -> torch.nn.Module:
+    """``cfg.model`` (``--model``, parsed safely) initialised from ``cfg.pretrained`` (``ckpt['model']``, a model
+    folder or a ``.safetensors`` file; strict unless ``--pretrained_strict 0``); random weights, with a warning,
+    without it.
+
+    With ``--model`` left at its default and a full ``.pth`` checkpoint as ``--pretrained``, the network stored in
+    the checkpoint is built (the compact model's differs from the default; for the official checkpoint both build
+    the same network). Ours: the original always built ``--model`` and failed with a size mismatch otherwise."""
     from monst3r.model import load_model, model_from_string
     from monst3r.model_loading import OFFICIAL_MODEL_STRING
 
-    pretrained = getattr(args, "pretrained", None)
-    strict = bool(getattr(args, "pretrained_strict", 1))
-    if (pretrained and strict and " ".join(str(args.model).split()) == OFFICIAL_MODEL_STRING
-            and os.path.isfile(pretrained) and not str(pretrained).endswith(".safetensors")):
-        # --model left at its default: a full checkpoint carries its own constructor string (the compact model's
-        # differs from the default; for the official checkpoint the two build the same network). Ours: the
-        # original always built --model and failed with a size mismatch for any other network.
-        log.info("--model left at its default: building the network stored in %s", pretrained)
-        return load_model(pretrained, device="cpu", verbose=False, for_inference=True).to(device).eval()
-    model = model_from_string(args.model, for_inference=True)
-    if pretrained:
+    if (cfg.pretrained and cfg.pretrained_strict and " ".join(str(cfg.model).split()) == OFFICIAL_MODEL_STRING
+            and os.path.isfile(cfg.pretrained) and not str(cfg.pretrained).endswith(".safetensors")):
+        log.info("--model left at its default: building the network stored in %s", cfg.pretrained)
+        return load_model(cfg.pretrained, device="cpu", verbose=False, for_inference=True).to(device).eval()
+    model = model_from_string(cfg.model, for_inference=True)
+    if cfg.pretrained:
         from monst3r.training.checkpoints import load_pretrained
 
-        load_pretrained(model, pretrained, strict=strict)
+        load_pretrained(model, cfg.pretrained, strict=cfg.pretrained_strict)
     else:
         log.warning("no --pretrained checkpoint: evaluating a randomly initialised network")
     return model.to(device).eval()
+
+
+def start_eval_run(cfg: EvalConfig, model: "torch.nn.Module | None" = None
+                   ) -> "tuple[int, torch.device, torch.nn.Module]":
+    """What an evaluation entry point does after ``init_distributed``: the device (``cfg.device``), the seed of this
+    process (``cfg.seed`` + rank), ``cudnn.benchmark`` on CUDA, the output folder, and the network (built from
+    ``cfg`` unless ``model`` is given, then moved to the device). Returns ``(rank, device, model)``."""
+    from monst3r.runtime import rank_world, resolve_eval_device, seed_everything
+
+    rank, _ = rank_world()
+    device = resolve_eval_device(cfg.device)
+    seed_everything(cfg.seed + rank)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    model = build_eval_model(cfg, device) if model is None else model.to(device)
+    return rank, device, model
 
 
 def report_outcome(what: str, total: int, failed: "dict[str, str]", stream=None) -> int:
@@ -79,6 +98,7 @@ def run_cli(prog: str, mode: str, main, argv=None) -> int:
 
     from monst3r.errors import Monst3rInputError
     from monst3r.eval.args import build_eval_parser
+    from monst3r.utils.cli_errors import error_exit
 
     args = build_eval_parser(prog, mode=mode).parse_args(argv)
     logging.basicConfig(level=logging.INFO if not args.silent else logging.WARNING, format="%(message)s")
@@ -88,6 +108,5 @@ def run_cli(prog: str, mode: str, main, argv=None) -> int:
         check_launch_args(args)
         result = main(args)
     except Monst3rInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error_exit(exc)
     return exit_status(sys.modules[main.__module__], result)

@@ -50,14 +50,15 @@ import numpy as np
 import torch
 
 from monst3r.config import ReconstructConfig
+from monst3r.eval.config import PoseEvalConfig
 from monst3r.errors import Monst3rInputError
 from monst3r.eval.metadata import EvalDataset, get_dataset, list_sequences
 from monst3r.eval.metrics import metric_file_text, parse_metric_text, pose_metrics
-from monst3r.eval.entry import build_eval_model
+from monst3r.eval.entry import start_eval_run
 from monst3r.eval.trajectory import load_traj
 from monst3r.reconstruct import DivergedError, load_flow_network, reconstruct
-from monst3r.runtime import all_gather, finish_distributed, init_distributed, rank_world, resolve_eval_device, \
-    seed_everything, split_for_rank, unwrap
+from monst3r.runtime import all_gather, finish_distributed, init_distributed, rank_world, seed_everything, \
+    split_for_rank, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -180,12 +181,6 @@ def _gather(records: list[SequenceRecord]) -> list[SequenceRecord]:
     return [SequenceRecord(**d) for part in all_gather([asdict(r) for r in records]) for d in part]
 
 
-def _load_flow_model(cfg: ReconstructConfig, device: torch.device):
-    """The flow network of the optimizer, loaded once (RAFT-sintel for Sintel, else SEA-RAFT); None without the
-    flow loss. A missing checkpoint is an input error raised before any sequence runs."""
-    return load_flow_network(cfg.aligner, device)
-
-
 def _gt_focals(info: EvalDataset, root: str, seq: str, frames: list[str], stride: int,
                shape: tuple[int, int]) -> np.ndarray:
     """``--use_gt_focal``: ``focal.txt`` strided and scaled to the loaded resolution."""
@@ -261,14 +256,15 @@ def _plot_trajectory(pred_rows: np.ndarray, gt_rows: np.ndarray, metrics, path: 
     fig.savefig(path, dpi=80)
 
 
-def evaluate_sequence(args: argparse.Namespace, info: EvalDataset, root: str, seq: str, model: torch.nn.Module,
+def evaluate_sequence(cfg: PoseEvalConfig, info: EvalDataset, seq: str, model: torch.nn.Module,
                       device: torch.device, flow_model, save_dir: Path) -> SequenceRecord:
-    """Reconstruct and score one sequence; errors are recorded in the returned record, never raised (except
-    ``KeyboardInterrupt``)."""
+    """Reconstruct and score one sequence of ``info`` (under ``cfg.eval_data_root``); errors are recorded in the
+    returned record, never raised (except ``KeyboardInterrupt``)."""
     from monst3r.eval.trajectory import load_pred_traj
     from monst3r.io import TRAJ_FILE, discard_result, save_result
 
     start = time.perf_counter()
+    root = cfg.eval_data_root
     metric_file = save_dir / f"{seq}_eval_metric.txt"
     out_dir = save_dir / seq
     rec = SequenceRecord(seq=seq, status="failed")
@@ -287,18 +283,17 @@ def evaluate_sequence(args: argparse.Namespace, info: EvalDataset, root: str, se
         # nor leave stale depth maps for the video-depth evaluation: remove the files an earlier run wrote (only
         # those; anything else in the folder is the user's and stays -- monst3r.io write policy)
         discard_result(out_dir)
-        stride = int(args.pose_eval_stride)
+        stride = cfg.stride
         frames = list_frames(info.sequence_dir(root, seq), stride)
         rec.n_frames = len(frames)
         if len(frames) < 2:
             raise Monst3rInputError(f"{len(frames)} frame(s) after stride {stride}: at least 2 are needed")
-        seed_everything(_seed_for(args.seed, seq))
-        cfg = ReconstructConfig.from_eval_args(args, sintel_flow=info.sintel_flow)
-        result, graph = _reconstruct(cfg, info, root, seq, frames, model, device, flow_model,
-                                     image_size=int(getattr(args, "eval_image_size", 512)), crop=not args.no_crop,
-                                     use_gt_focal=bool(args.use_gt_focal), stride=stride)
-        save_result(result, out_dir, glb=False, focal_file=True, enlarge_kernel=5 if args.use_gt_mask else 3)
-        if args.save_pose_qualitative:
+        seed_everything(_seed_for(cfg.seed, seq))
+        result, graph = _reconstruct(cfg.reconstruct.with_sintel_flow(info.sintel_flow), info, root, seq, frames,
+                                     model, device, flow_model, image_size=cfg.image_size, crop=cfg.crop,
+                                     use_gt_focal=cfg.use_gt_focal, stride=stride)
+        save_result(result, out_dir, glb=False, focal_file=True, enlarge_kernel=5 if cfg.use_gt_mask else 3)
+        if cfg.save_qualitative:
             _save_glb(result, save_dir / f"{seq}.glb")
         pred_rows, _ = load_pred_traj(out_dir / TRAJ_FILE)  # score exactly what was written
         gt_path = info.gt_traj_path(root, seq)
@@ -382,10 +377,10 @@ def _write_logs(summary: PoseEvalSummary, save_dir: Path, rank: int, local: list
 # ---------------------------------------------------------------------------------------------- drivers
 
 
-def run_pose_evaluation(args: argparse.Namespace, model: torch.nn.Module, device: torch.device,
+def run_pose_evaluation(cfg: PoseEvalConfig, model: torch.nn.Module, device: torch.device,
                         save_dir: Optional[str] = None, flow_model: Optional[torch.nn.Module] = None
                         ) -> PoseEvalSummary:
-    """Evaluate every sequence of ``args.eval_dataset`` with ``model`` (any callable module returning
+    """Evaluate every sequence of ``cfg.eval_dataset`` with ``model`` (any callable module returning
     ``(pred1, pred2)``); sequences are split across ``torch.distributed`` ranks when a process group exists.
     ``flow_model``: the optical-flow network of the optimizer (default: RAFT-sintel for Sintel, else SEA-RAFT,
     loaded from ``data/download_ckpt.sh``'s checkpoints); unused with ``--flow_loss_weight 0``.
@@ -393,22 +388,20 @@ def run_pose_evaluation(args: argparse.Namespace, model: torch.nn.Module, device
     Returns the gathered :class:`PoseEvalSummary` (the same on every rank). Raises :class:`Monst3rInputError`
     before any work for a missing dataset, sequence or flow checkpoint.
     """
-    info = get_dataset(args.eval_dataset)
+    info = get_dataset(cfg.eval_dataset)
     if info.name == "nyu":
         raise Monst3rInputError("NYU-v2 holds single images, not videos: use --mode=eval_depth --eval_dataset=nyu")
-    root = str(getattr(args, "eval_data_root", ".") or ".")
-    save = Path(save_dir if save_dir is not None else args.output_dir)
-    seqs = list_sequences(info, root, args.seq_list, args.full_seq)
-    max_seqs = getattr(args, "eval_max_seqs", None)
-    if max_seqs:
-        seqs = seqs[:int(max_seqs)]
+    save = Path(save_dir if save_dir is not None else cfg.output_dir)
+    seqs = list_sequences(info, cfg.eval_data_root, cfg.seq_list, cfg.full_seq)
+    if cfg.max_seqs:
+        seqs = seqs[:cfg.max_seqs]
     rank, world = rank_world()
     mine = split_for_rank(seqs, rank, world)
     save.mkdir(parents=True, exist_ok=True)
-    if float(args.flow_loss_weight) <= 0:
+    if cfg.flow_loss_weight <= 0:
         flow_model = None
     elif flow_model is None:
-        flow_model = _load_flow_model(ReconstructConfig.from_eval_args(args, sintel_flow=info.sintel_flow), device)
+        flow_model = load_flow_network(cfg.reconstruct.with_sintel_flow(info.sintel_flow).aligner, device)
     model = unwrap(model)
     was_training = model.training
     model.eval()
@@ -420,7 +413,7 @@ def run_pose_evaluation(args: argparse.Namespace, model: torch.nn.Module, device
     evo_log.setLevel(logging.WARNING)  # evo logs every result table; ours is printed at the end
     try:
         for seq in mine:
-            rec = evaluate_sequence(args, info, root, seq, model, device, flow_model, save)
+            rec = evaluate_sequence(cfg, info, seq, model, device, flow_model, save)
             rec.rank = rank
             local.append(rec)
             level = logging.INFO if rec.evaluated or rec.status == "no_gt" else logging.WARNING
@@ -440,8 +433,9 @@ def run_pose_evaluation(args: argparse.Namespace, model: torch.nn.Module, device
 def evaluate_in_training(args: argparse.Namespace, model: torch.nn.Module, device: torch.device,
                          save_dir: str) -> Optional[float]:
     """Pose evaluation during training (``--pose_eval_freq``): the mean ATE, or None when no sequence could be
-    scored (no GT, all degenerate/failed), which must not count as a best pose."""
-    summary = run_pose_evaluation(args, model, device, save_dir)
+    scored (no GT, all degenerate/failed), which must not count as a best pose. ``args``: the training's parsed
+    flags (this is the training's entry into the evaluation: they become a :class:`PoseEvalConfig` here)."""
+    summary = run_pose_evaluation(PoseEvalConfig.from_args(args), model, device, save_dir)
     if rank_world()[0] == 0:
         print(format_report(summary), flush=True)
     ate = summary.averages["ate"]
@@ -455,16 +449,11 @@ def main(args: argparse.Namespace, model: Optional[torch.nn.Module] = None,
     ``model``: any callable module returning ``(pred1, pred2)`` (tests pass an ideal network); default: built from
     ``--model`` / ``--pretrained``. ``flow_model``: see :func:`run_pose_evaluation`.
     """
-    created = init_distributed(args)
+    created = init_distributed(args)  # torchrun: fills args.rank/world_size/gpu as the original
     try:
-        rank, _ = rank_world()
-        device = resolve_eval_device(args)
-        seed_everything(int(args.seed) + rank)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = bool(getattr(args, "cudnn_benchmark", False))
-        os.makedirs(args.output_dir, exist_ok=True)
-        model = build_eval_model(args, device) if model is None else model.to(device)
-        summary = run_pose_evaluation(args, model, device, flow_model=flow_model)
+        cfg = PoseEvalConfig.from_args(args)  # the one reading of the flags; only cfg travels further down
+        rank, device, model = start_eval_run(cfg, model)
+        summary = run_pose_evaluation(cfg, model, device, flow_model=flow_model)
         if rank == 0:
             print(format_report(summary), flush=True)
     finally:

@@ -1,7 +1,8 @@
 """Preparation of the evaluation sets (derived folders the evaluation reads; evaluation spec §2).
 
 Each function works on the raw download (``bash data/download_<x>.sh``) and is idempotent: existing outputs are
-replaced. Command-line wrappers: ``python data/prepare_eval_<x>.py [--root ...]`` (run from the repository root).
+replaced. Command-line wrappers: ``python data/prepare_eval_<x>.py [--root ...]`` (run from the repository root),
+each a call of :func:`prepare_main`.
 
 * :func:`prepare_bonn`: every ``rgbd_bonn_*``: sorted ``rgb/*.png`` ``[30:140]`` -> ``rgb_110/``, sorted
   ``depth/*.png`` ``[30:140]`` -> ``depth_110/``, GT rows ``[30:140]`` -> ``groundtruth_110.txt``
@@ -28,7 +29,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 
 __all__ = ["associate", "prepare_bonn", "prepare_tum", "prepare_scannet", "prepare_kitti", "prepare_nyuv2",
-           "read_flo", "rigid_flow", "sintel_dynamic_labels"]
+           "read_flo", "rigid_flow", "sintel_dynamic_labels", "prepare_main"]
 
 
 def _require_dir(path: Path, what: str, script: str) -> Path:
@@ -303,3 +304,29 @@ def sintel_dynamic_labels(root: PathLike = "data/sintel/training", threshold: fl
             n += 1
         log.info("sintel %s: %d dynamic labels", seq, len(flows))
     return n
+
+
+def prepare_main(doc: str, argv: Optional[Sequence[str]], options: Sequence[tuple[str, dict]],
+                 run: Callable[[Any], Any], report: Callable[[Any], str], *, errors: tuple = (Monst3rInputError,),
+                 log_info: bool = True) -> int:
+    """The ``main`` of a ``data/prepare_eval_<x>.py`` script; returns the exit status.
+
+    doc: the script's docstring (its first line describes the command); options: ``(flag, add_argument keywords)``
+    of the command; run: ``callable(parsed args) -> outcome``; report: ``callable(outcome) -> line`` printed on
+    success. One of ``errors`` is one ``error: ...`` line on stderr and exit status 2; ``log_info``: print the
+    functions' progress (INFO log lines).
+    """
+    from monst3r.utils.cli_errors import OneLineArgumentParser, error_exit
+
+    parser = OneLineArgumentParser(description=doc.splitlines()[0])
+    for flag, kw in options:
+        parser.add_argument(flag, **kw)
+    args = parser.parse_args(argv)
+    if log_info:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        outcome = run(args)
+    except errors as exc:
+        return error_exit(exc)
+    print(report(outcome))
+    return 0

@@ -265,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point; prints the table, writes the JSON; exit status 2 on input errors."""
+    from monst3r.utils.cli_errors import error_exit
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     overrides = {k: getattr(args, k) for k in ("max_depth", "post_clip_max") if getattr(args, k) is not _UNSET}
@@ -275,8 +277,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         result = evaluate_dataset(args.eval_dataset, args.pred_dir, args.eval_data_root, args.seq_list,
                                   device=device, align=args.align, **overrides)
     except Monst3rInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error_exit(exc)
     print(format_table(result))
     pred_dir = args.pred_dir or os.path.join(args.eval_data_root, get_dataset(args.eval_dataset).video_depth_dir)
     out = Path(args.output) if args.output else Path(pred_dir) / "_video_depth_metrics.json"
@@ -286,9 +287,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with atomic_file(out) as tmp:  # complete or not at all; a link at `out` is replaced, not followed
             tmp.write_text(json.dumps(result.to_json(), indent=1, ensure_ascii=False))
     except (OSError, Monst3rInputError) as exc:
-        print(f"error: cannot write {out}: {getattr(exc, 'strerror', None) or exc}; choose another --output",
-              file=sys.stderr)
-        return 2
+        return error_exit(f"cannot write {out}: {getattr(exc, 'strerror', None) or exc}; choose another --output")
     print(f"metrics written to {out}")
     return exit_status(result)
 

@@ -67,7 +67,10 @@ def crop_img(img: PIL.Image.Image, size: int, square_ok: bool = False, crop: boo
     return img.resize((2 * halfw, 2 * halfh), PIL.Image.LANCZOS)
 
 
-def _to_view(img: PIL.Image.Image, idx: int, instance: str, dyn: Optional[np.ndarray]) -> Dict:
+def to_view(img: PIL.Image.Image, idx: int, instance: str, dyn: Optional[np.ndarray]) -> Dict:
+    """The view dict of one loaded (resized, cropped) RGB image: ``img [1, 3, H, W]`` in [-1, 1], ``true_shape``
+    ``[[H, W]]``, ``idx``, ``instance`` (its name), ``mask [1, H, W]`` (non-black pixels) and ``dynamic_mask``
+    ``[1, H, W]`` bool (``dyn`` ``[H, W]`` or all False)."""
     arr = np.array(img, dtype=np.uint8)
     H, W = arr.shape[:2]
     t = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
@@ -325,7 +328,7 @@ def load_images(folder_or_list: Union[str, os.PathLike, Sequence[str]], size: in
                                         "or drop the masks")
             for k, frame in _video_frames(path, fps, num_frames):
                 img = _crop_checked(frame, size, square_ok, crop, f"{path} frame {k}")
-                out.append(_to_view(img, len(out), f"{path}_frame_{k}", None))
+                out.append(to_view(img, len(out), f"{path}_frame_{k}", None))
             continue
         if ext not in IMAGE_EXTS:
             raise Monst3rInputError(f"unsupported file type: {path} (supported: {', '.join(IMAGE_EXTS + VIDEO_EXTS)})")
@@ -345,7 +348,7 @@ def load_images(folder_or_list: Union[str, os.PathLike, Sequence[str]], size: in
             log.warning("dynamic mask %s of %s has shape %s, image %s: ignored", mask_path, path, dyn.shape,
                         img.size[::-1])
             dyn = None
-        out.append(_to_view(img, len(out), path, dyn))
+        out.append(to_view(img, len(out), path, dyn))
         if verbose:
             log.info(" - adding %s with resolution %s", path, img.size)
     report.finish()

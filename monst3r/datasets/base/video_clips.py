@@ -7,6 +7,7 @@ sequences (:meth:`VideoClipDataset._load_sequences`), give the start range of a 
 """
 from __future__ import annotations
 
+import glob
 import logging
 import os
 from dataclasses import dataclass
@@ -20,6 +21,12 @@ log = logging.getLogger(__name__)
 
 #: Seed of the dedicated generator used for clip resampling (identical on every rank).
 RESAMPLE_SEED = 125
+
+
+def sequence_folders(*pattern: str) -> List[str]:
+    """The folders matching the glob ``os.path.join(*pattern)``, sorted (as ``glob`` gives them with a trailing
+    separator), without the trailing separator: the sequence folders of a dataset."""
+    return [p.rstrip("/" + os.sep) for p in sorted(glob.glob(os.path.join(*pattern, "")))]
 
 
 def get_stride_distribution(strides: Sequence[int], dist_type: str = "uniform") -> np.ndarray:
