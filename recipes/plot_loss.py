@@ -29,7 +29,13 @@ def main(run: str, out: str) -> int:
     ax[0].set_xlabel("epoch")
     ax[0].set_yscale("symlog", linthresh=0.1)
     ax[0].legend(fontsize=8)
-    test = [(e["epoch"], v) for e in epochs for k, v in e.items() if k.endswith("_loss_med")]
+    # the epoch log repeats the last test result until the next evaluation: keep each evaluation once
+    test, last = [], None
+    for e in epochs:
+        v = next((v for k, v in e.items() if k.endswith("_loss_med")), None)
+        if v is not None and v != last:
+            test.append((e["epoch"], v))
+        last = v
     if test:
         ax[1].plot(*zip(*test), "o-", label="held-out scenes: median Regr3D_ScaleShiftInv")
         ax[1].set_xlabel("epoch")

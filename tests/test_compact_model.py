@@ -130,3 +130,26 @@ def test_collection_writer_resumes_and_export_round_trips(tmp_path):
     for k, v in net.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[k], v.half().float())
     assert not [p for p in dst.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+def test_training_recipe_runs_end_to_end_in_miniature(tmp_path):
+    """``recipes/train_small.sh`` (what ``make train-small`` runs) with tiny sizes: scenes, 2-process torchrun
+    training with the compact model, export. The full recipe runs outside the suite (about 80 minutes)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(_env(), PY=sys.executable, OUT=str(tmp_path / "run"), DATA=str(tmp_path / "data"), EPOCHS="1",
+               PAIRS="4", BATCH="1", TRAIN_SEEDS="1000:1002", VAL_SEEDS="9100:9101", FRAMES="12",
+               EXPORT=str(tmp_path / "small.pth"), MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    res = subprocess.run(["bash", str(REPO / "recipes" / "train_small.sh")], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log_iters.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(np.isfinite(r["loss"]) for r in rows)  # 4 pairs / (1 pair x 2 processes)
+    assert sorted(p.name for p in (tmp_path / "data" / "synthetic_train").iterdir()) == ["scene1000", "scene1001"]
+    ckpt = torch.load(tmp_path / "small.pth", map_location="cpu", weights_only=True)
+    assert ckpt["args"] == {"model": COMPACT_MODEL_STRING}

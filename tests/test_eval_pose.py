@@ -104,7 +104,7 @@ def test_adapt_scene_graph_and_split():
 
 
 def test_metadata_layouts_and_errors(tmp_path):
-    assert set(EVAL_DATASETS) == {"davis", "kitti", "bonn", "scannet", "tum", "nyu", "sintel"}
+    assert set(EVAL_DATASETS) == {"davis", "kitti", "bonn", "scannet", "tum", "nyu", "sintel", "synthetic"}
     sintel = get_dataset("sintel")
     assert len(sintel.sequences) == 14 and sintel.sintel_flow and sintel.traj_format == "sintel"
     assert str(get_dataset("bonn").sequence_dir(".", "balloon2")).endswith("rgbd_bonn_balloon2/rgb_110")
