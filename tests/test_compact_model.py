@@ -110,6 +110,14 @@ def test_collection_writer_resumes_and_export_round_trips(tmp_path):
     write_collection(root, [3, 4, 5], num_frames=2, size=(64, 48), workers=1, log=None)
     assert (root / "scene3" / "meta.json").stat().st_mtime_ns == stamp  # complete scenes are kept
     assert (root / "scene5" / "poses.npy").is_file()
+    # `make demo`'s input: a folder holding another scene (e.g. the older 512x288 demo input) is replaced, the
+    # right one is kept
+    write_eval_scene(root / "scene3", 3, frames=2)
+    meta = json.loads((root / "scene3" / "meta.json").read_text())
+    assert (meta["width"], meta["height"], meta["seed"]) == (EVAL_SIZE, EVAL_SIZE, 3)
+    stamp = (root / "scene3" / "meta.json").stat().st_mtime_ns
+    write_eval_scene(root / "scene3", 3, frames=2)
+    assert (root / "scene3" / "meta.json").stat().st_mtime_ns == stamp
 
     from monst3r.model import load_model, model_from_string
 

@@ -20,7 +20,6 @@ Command line::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -71,20 +70,26 @@ def scene_config(seed: int, frames: int = EVAL_FRAMES):
 
 
 def write_eval_scene(out, seed: int, frames: int = EVAL_FRAMES) -> Path:
-    """Write one held-out sequence into ``out`` (atomic; see :func:`monst3r.datasets.synthetic.write_scene`)."""
+    """Write one held-out sequence into ``out`` unless it already holds exactly that sequence (a scene written with
+    other parameters, e.g. an older 512x288 demo input, is replaced; atomic, see
+    :func:`monst3r.datasets.synthetic.write_scene`)."""
     from monst3r.datasets.synthetic import SyntheticScene, write_scene
+    from monst3r.datasets.synthetic.collection import is_complete_scene
 
-    return write_scene(SyntheticScene(scene_config(seed, frames)), out, overwrite=True)
+    config = scene_config(seed, frames)
+    if is_complete_scene(Path(out), config):
+        return Path(out)
+    return write_scene(SyntheticScene(config), out, overwrite=True)
 
 
 def ensure_eval_sequences(root=".", log=print) -> Path:
     """Generate the held-out sequences under ``<root>/data/synthetic_eval`` when missing; returns that folder."""
-    from monst3r.datasets.synthetic.collection import EVAL_SEEDS
+    from monst3r.datasets.synthetic.collection import EVAL_SEEDS, is_complete_scene
 
     base = Path(root) / EVAL_DIR
     for seed in EVAL_SEEDS:
         folder = base / f"scene{seed}"
-        if not (folder / "meta.json").is_file():
+        if not is_complete_scene(folder, scene_config(seed)):
             if log:
                 log(f"generating the held-out synthetic sequence {folder}")
             write_eval_scene(folder, seed)
@@ -152,8 +157,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"held-out sequences in {ensure_eval_sequences(args.root)}")
             return 0
         if args.cmd == "scene":
-            if not (Path(args.out) / "meta.json").is_file():
-                write_eval_scene(args.out, args.seed, args.frames)
+            write_eval_scene(args.out, args.seed, args.frames)
             print(f"synthetic sequence (seed {args.seed}, {args.frames} frames, {EVAL_SIZE}x{EVAL_SIZE}) in {args.out}")
             return 0
         score = score_result(args.result, args.scene)

@@ -5,7 +5,7 @@
 complete (its ``meta.json`` names the same parameters) is kept, so an interrupted run resumes where it stopped;
 each scene is written atomically, so none is ever half-written.
 
-Seed ranges (``SeedRange``) are written ``START:STOP`` (Python's half-open range, ``1000:1240``) or as a comma list.
+Seed ranges are written ``START:STOP`` (Python's half-open range, ``1000:1240``) or as a comma list.
 
 Command line::
 
@@ -14,7 +14,6 @@ Command line::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import sys
@@ -47,7 +46,8 @@ def parse_seeds(text: str) -> List[int]:
     return seeds
 
 
-def _is_complete(folder: Path, config: SceneConfig) -> bool:
+def is_complete_scene(folder: Path, config: SceneConfig) -> bool:
+    """True when ``folder`` holds a complete scene written with exactly ``config``'s parameters."""
     try:
         meta = json.loads((folder / "meta.json").read_text())
     except (OSError, ValueError):
@@ -60,7 +60,7 @@ def _write_one(job: tuple) -> str:
     folder, config = job
     from monst3r.datasets.synthetic import SyntheticScene, write_scene
 
-    if not _is_complete(folder, config):
+    if not is_complete_scene(folder, config):
         write_scene(SyntheticScene(config), folder, overwrite=True)
     return folder.name
 
